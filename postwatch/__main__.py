@@ -1,0 +1,3 @@
+from postwatch.cli import main
+
+main()

@@ -1,0 +1,361 @@
+"""Correlation: join events per queue ID (messages) and per smtpd process (sessions).
+
+The correlator is fed parse events in log order and returns the records it can emit at once:
+:class:`~postwatch.records.Accepted` when a message whose origin it saw (``client=`` or
+``pickup``) enters the queue, :class:`~postwatch.records.Delivered` per delivery attempt,
+:class:`~postwatch.records.Completed` when it leaves (``removed``, a cleanup/milter reject, or
+the TTL), and :class:`~postwatch.records.SessionEnded` at ``disconnect``.
+
+Memory stays bounded: records leave memory when completed, and stale ones (no ``removed``
+within ``message_ttl`` of log time, no ``disconnect`` within ``session_ttl``) are flushed as
+incomplete.  Postfix reuses queue IDs: a new ``client=``/``pickup`` line for a queue ID that
+already has an origin starts a new message and flushes the old one, never merging the two.
+A content-filter hop is linked to the message it came from by ``orig_queue_id=`` or by the
+first hop's ``queued as NEXT`` reply, and inherits its origin (client, SASL user, uid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from postwatch.parse import events as ev
+from postwatch.records import (
+    Accepted,
+    Completed,
+    Correlated,
+    Delivered,
+    LogLine,
+    Message,
+    Outcome,
+    Session,
+    SessionEnded,
+)
+
+_FLUSH_EVERY = timedelta(minutes=5)
+
+
+class _MessageState:
+    """The mutable, in-progress side of a :class:`Message`."""
+
+    __slots__ = (
+        "accepted", "client_ip", "client_name", "first_seen", "helo", "host", "last_seen",
+        "message_id", "next_queue_id", "nrcpt", "orig_queue_id", "outcomes", "pickup_uid",
+        "queue_id", "rejected", "sasl_method", "sasl_sender", "sasl_username", "sender",
+        "service", "session_pid", "size",
+    )
+
+    def __init__(self, host: str, queue_id: str, ts: datetime) -> None:
+        self.host = host
+        self.queue_id = queue_id
+        self.service = ""
+        self.first_seen = self.last_seen = ts
+        self.client_name = self.client_ip = ""
+        self.sasl_method = self.sasl_username = self.sasl_sender = ""
+        self.pickup_uid: int | None = None
+        self.sender: str | None = None
+        self.size: int | None = None
+        self.nrcpt: int | None = None
+        self.message_id = self.helo = ""
+        self.outcomes: dict[str, Outcome] = {}
+        self.session_pid: int | None = None
+        self.orig_queue_id = self.next_queue_id = ""
+        self.rejected = False
+        self.accepted = False
+
+    @property
+    def has_origin(self) -> bool:
+        return bool(self.client_ip or self.pickup_uid is not None or self.orig_queue_id)
+
+    def inherit(self, first_hop: _MessageState) -> None:
+        """Take the origin of the message this content-filter hop came from."""
+        self.orig_queue_id = first_hop.queue_id
+        self.client_name, self.client_ip = first_hop.client_name, first_hop.client_ip
+        self.sasl_method, self.sasl_username = first_hop.sasl_method, first_hop.sasl_username
+        self.sasl_sender, self.pickup_uid = first_hop.sasl_sender, first_hop.pickup_uid
+        self.service, self.session_pid = first_hop.service, first_hop.session_pid
+        self.helo = self.helo or first_hop.helo
+        self.accepted = self.accepted or first_hop.accepted
+
+    def freeze(self, complete: bool = True) -> Message:
+        return Message(
+            self.host, self.queue_id, self.service, self.first_seen, self.last_seen,
+            self.client_name, self.client_ip, self.sasl_method, self.sasl_username,
+            self.sasl_sender, self.pickup_uid, self.sender, self.size, self.nrcpt,
+            self.message_id, self.helo, tuple(self.outcomes.values()), self.session_pid,
+            self.orig_queue_id, self.next_queue_id, self.rejected, complete,
+        )
+
+
+class _SessionState:
+    __slots__ = (
+        "auth_failures", "auth_successes", "client_ip", "client_name", "failed_usernames",
+        "helo", "host", "last_seen", "pid", "queue_ids", "rejects", "sasl_usernames",
+        "service", "started", "tls",
+    )
+
+    def __init__(self, line: LogLine, client_name: str, client_ip: str) -> None:
+        self.host, self.pid = line.host, line.pid or 0
+        self.service = line.program.rpartition("/")[0]
+        self.started = self.last_seen = line.ts
+        self.client_name, self.client_ip = client_name, client_ip
+        self.tls = self.helo = ""
+        self.auth_failures = self.auth_successes = self.rejects = 0
+        self.sasl_usernames: list[str] = []
+        self.failed_usernames: list[str] = []
+        self.queue_ids: list[str] = []
+
+    def freeze(self, ended: datetime, counters: tuple[tuple[str, int, int], ...] = (),
+               complete: bool = True) -> Session:
+        return Session(
+            self.host, self.service, self.pid, self.started, ended, self.client_name,
+            self.client_ip, self.tls, self.auth_failures, self.auth_successes,
+            tuple(self.sasl_usernames), tuple(self.failed_usernames), tuple(self.queue_ids),
+            self.rejects, counters, self.helo, complete,
+        )
+
+
+Handler = Callable[[object, list[Correlated]], None]
+
+
+class Correlator:
+    """Feed events in log order; get back what can be emitted now."""
+
+    def __init__(self, message_ttl: timedelta = timedelta(days=2),
+                 session_ttl: timedelta = timedelta(hours=1)) -> None:
+        self.message_ttl = message_ttl
+        self.session_ttl = session_ttl
+        self.messages: dict[tuple[str, str], _MessageState] = {}
+        self.sessions: dict[tuple[str, int], _SessionState] = {}
+        # content-filter links: next hop (host, queue ID) -> first hop's queue ID
+        self._next_hops: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self._next_flush: datetime | None = None
+        self.flushed_messages = 0
+        self.flushed_sessions = 0
+        handlers: dict[type, Handler] = {
+            ev.ClientAccepted: self._client,  # type: ignore[dict-item]
+            ev.Pickup: self._pickup,  # type: ignore[dict-item]
+            ev.QueueActive: self._queue_active,  # type: ignore[dict-item]
+            ev.Delivery: self._delivery,  # type: ignore[dict-item]
+            ev.Removed: self._removed,  # type: ignore[dict-item]
+            ev.MessageId: self._message_id,  # type: ignore[dict-item]
+            ev.Expired: self._expired,  # type: ignore[dict-item]
+            ev.ContentAction: self._content,  # type: ignore[dict-item]
+            ev.MilterAction: self._content,  # type: ignore[dict-item]
+            ev.Reject: self._reject,  # type: ignore[dict-item]
+            ev.Connect: self._connect,  # type: ignore[dict-item]
+            ev.Disconnect: self._disconnect,  # type: ignore[dict-item]
+            ev.SaslFailure: self._sasl_failure,  # type: ignore[dict-item]
+            ev.TlsEstablished: self._tls,  # type: ignore[dict-item]
+            ev.QueueOperation: self._queue_operation,  # type: ignore[dict-item]
+        }
+        self._handlers = handlers
+
+    # --- driving ---------------------------------------------------------------------
+
+    def feed(self, event: object) -> list[Correlated]:
+        """Take one event; return the records it completes (often none)."""
+        handler = self._handlers.get(type(event))
+        out: list[Correlated] = []
+        if handler is not None:
+            handler(event, out)
+            ts: datetime = event.line.ts  # type: ignore[attr-defined]
+            if self._next_flush is None:
+                self._next_flush = ts + _FLUSH_EVERY
+            elif ts >= self._next_flush:
+                self._next_flush = ts + _FLUSH_EVERY
+                self.expire(ts, out)
+        return out
+
+    def expire(self, now: datetime, out: list[Correlated]) -> None:
+        """Flush messages and sessions that have been quiet longer than their TTL."""
+        message_cutoff = now - self.message_ttl
+        for key in [k for k, m in self.messages.items() if m.last_seen < message_cutoff]:
+            out.append(Completed(now, self.messages.pop(key).freeze(complete=False)))
+            self.flushed_messages += 1
+        for key in [k for k, (_, seen) in self._next_hops.items() if seen < message_cutoff]:
+            del self._next_hops[key]
+        session_cutoff = now - self.session_ttl
+        for skey in [k for k, s in self.sessions.items() if s.last_seen < session_cutoff]:
+            session = self.sessions.pop(skey)
+            out.append(SessionEnded(now, session.freeze(session.last_seen, complete=False)))
+            self.flushed_sessions += 1
+
+    def close(self, now: datetime | None = None) -> list[Correlated]:
+        """End of input: flush everything still in memory as incomplete."""
+        out: list[Correlated] = []
+        for message in self.messages.values():
+            out.append(Completed(now or message.last_seen, message.freeze(complete=False)))
+        for session in self.sessions.values():
+            ended = now or session.last_seen
+            out.append(SessionEnded(ended, session.freeze(session.last_seen, complete=False)))
+        self.messages.clear()
+        self.sessions.clear()
+        self._next_hops.clear()
+        return out
+
+    # --- message helpers ---------------------------------------------------------------
+
+    def _state(self, line: LogLine, queue_id: str) -> _MessageState:
+        key = (line.host, queue_id)
+        state = self.messages.get(key)
+        if state is None:
+            state = self.messages[key] = _MessageState(line.host, queue_id, line.ts)
+        else:
+            state.last_seen = line.ts
+        return state
+
+    def _fresh(self, line: LogLine, queue_id: str, out: list[Correlated]) -> _MessageState:
+        """State for a line that starts a message: a reused queue ID flushes the old one."""
+        key = (line.host, queue_id)
+        old = self.messages.get(key)
+        if old is not None and (old.client_ip or old.pickup_uid is not None or old.accepted):
+            out.append(Completed(line.ts, self.messages.pop(key).freeze(complete=False)))
+            self.flushed_messages += 1
+        state = self._state(line, queue_id)
+        link = self._next_hops.pop(key, None)
+        if link is not None:
+            first_hop = self.messages.get((line.host, link[0]))
+            if first_hop is not None:
+                state.inherit(first_hop)
+        return state
+
+    def _client(self, event: ev.ClientAccepted, out: list[Correlated]) -> None:
+        line = event.line
+        state = self._fresh(line, event.queue_id, out)
+        first_hop = None
+        if event.orig_queue_id:
+            first_hop = self.messages.get((line.host, event.orig_queue_id))
+        if first_hop is not None:
+            state.inherit(first_hop)
+            first_hop.next_queue_id = event.queue_id
+            return
+        if state.orig_queue_id:  # already linked by "queued as"
+            return
+        state.service = line.program.rpartition("/")[0]
+        state.client_name, state.client_ip = event.client_name, event.client_ip
+        state.sasl_method, state.sasl_username = event.sasl_method, event.sasl_username
+        state.sasl_sender = event.sasl_sender
+        state.session_pid = line.pid
+        session = self.sessions.get((line.host, line.pid or 0))
+        if session is not None:
+            session.last_seen = line.ts
+            session.queue_ids.append(event.queue_id)
+            if session.helo:
+                state.helo = session.helo
+            if event.sasl_username and event.sasl_username not in session.sasl_usernames:
+                session.sasl_usernames.append(event.sasl_username)
+                session.auth_successes += 1
+
+    def _pickup(self, event: ev.Pickup, out: list[Correlated]) -> None:
+        state = self._fresh(event.line, event.queue_id, out)
+        state.service = event.line.program.rpartition("/")[0] + "/pickup"
+        state.pickup_uid = event.uid
+        state.sender = event.sender
+
+    def _queue_active(self, event: ev.QueueActive, out: list[Correlated]) -> None:
+        state = self._state(event.line, event.queue_id)
+        state.sender, state.size, state.nrcpt = event.sender, event.size, event.nrcpt
+        if not state.accepted and state.has_origin:
+            state.accepted = True
+            out.append(Accepted(event.line.ts, state.freeze(complete=False)))
+
+    def _delivery(self, event: ev.Delivery, out: list[Correlated]) -> None:
+        line = event.line
+        state = self._state(line, event.queue_id)
+        previous = state.outcomes.get(event.recipient)
+        deferrals = previous.deferrals if previous is not None else 0
+        if event.status == "deferred":
+            deferrals += 1
+        outcome = Outcome(event.recipient, event.status, event.relay, event.dsn, line.ts,
+                          event.reply, event.orig_to, deferrals)
+        state.outcomes[event.recipient] = outcome
+        if event.queued_as:
+            state.next_queue_id = event.queued_as
+            next_hop = self.messages.get((line.host, event.queued_as))
+            if next_hop is not None:
+                next_hop.inherit(state)
+            else:
+                self._next_hops[(line.host, event.queued_as)] = (event.queue_id, line.ts)
+        out.append(Delivered(line.ts, state.freeze(complete=False), outcome))
+
+    def _expired(self, event: ev.Expired, out: list[Correlated]) -> None:
+        state = self._state(event.line, event.queue_id)
+        state.sender = event.sender
+
+    def _removed(self, event: ev.Removed, out: list[Correlated]) -> None:
+        state = self.messages.pop((event.line.host, event.queue_id), None)
+        if state is not None:
+            state.last_seen = event.line.ts
+            out.append(Completed(event.line.ts, state.freeze()))
+
+    def _queue_operation(self, event: ev.QueueOperation, out: list[Correlated]) -> None:
+        if event.operation == "removed" and event.queue_id:
+            self._removed(ev.Removed(event.line, event.queue_id), out)
+
+    def _message_id(self, event: ev.MessageId, out: list[Correlated]) -> None:
+        self._state(event.line, event.queue_id).message_id = event.message_id
+
+    def _content(self, event: ev.ContentAction | ev.MilterAction, out: list[Correlated]) -> None:
+        if not event.queue_id:
+            return
+        state = self._state(event.line, event.queue_id)
+        if event.helo and not state.helo:
+            state.helo = event.helo
+        if event.action in ("reject", "discard", "milter-reject", "milter-discard"):
+            # the queue file is deleted without a "removed" line
+            state.rejected = True
+            self.messages.pop((event.line.host, event.queue_id), None)
+            out.append(Completed(event.line.ts, state.freeze()))
+
+    # --- session helpers ---------------------------------------------------------------
+
+    def _session(self, line: LogLine) -> _SessionState | None:
+        session = self.sessions.get((line.host, line.pid or 0))
+        if session is not None:
+            session.last_seen = line.ts
+        return session
+
+    def _connect(self, event: ev.Connect, out: list[Correlated]) -> None:
+        line = event.line
+        if not line.program.endswith("smtpd"):
+            return  # postscreen's CONNECT is not an smtpd session
+        key = (line.host, line.pid or 0)
+        old = self.sessions.pop(key, None)
+        if old is not None:
+            out.append(SessionEnded(line.ts, old.freeze(old.last_seen, complete=False)))
+            self.flushed_sessions += 1
+        self.sessions[key] = _SessionState(line, event.client_name, event.client_ip)
+
+    def _disconnect(self, event: ev.Disconnect, out: list[Correlated]) -> None:
+        line = event.line
+        session = self.sessions.pop((line.host, line.pid or 0), None)
+        if session is None:
+            session = _SessionState(line, event.client_name, event.client_ip)
+            out.append(SessionEnded(line.ts, session.freeze(line.ts, event.counters, False)))
+            return
+        out.append(SessionEnded(line.ts, session.freeze(line.ts, event.counters)))
+
+    def _sasl_failure(self, event: ev.SaslFailure, out: list[Correlated]) -> None:
+        session = self._session(event.line)
+        if session is not None:
+            session.auth_failures += 1
+            if event.sasl_username and len(session.failed_usernames) < 100:
+                session.failed_usernames.append(event.sasl_username)
+
+    def _tls(self, event: ev.TlsEstablished, out: list[Correlated]) -> None:
+        if event.direction == "from":
+            session = self._session(event.line)
+            if session is not None:
+                session.tls = event.trust
+
+    def _reject(self, event: ev.Reject, out: list[Correlated]) -> None:
+        session = self._session(event.line)
+        if session is not None:
+            session.rejects += event.action == "reject"
+            if event.helo:
+                session.helo = event.helo
+        if event.queue_id:
+            state = self.messages.get((event.line.host, event.queue_id))
+            if state is not None and event.helo and not state.helo:
+                state.helo = event.helo

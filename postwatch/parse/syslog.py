@@ -1,0 +1,212 @@
+"""The framer: one raw log line -> :class:`~postwatch.records.LogLine`.
+
+Recognised framings (the first that fits wins)::
+
+    May  9 22:12:21 mx postfix/submission/smtpd[1885206]: msg   traditional syslog
+    May 09 22:12:21 mx postfix/smtpd[123]: msg                  Postfix maillog_file
+    2024-08-29T01:08:59.764590+00:00 mx postfix/smtpd[1938]: m  RFC 3339 (rsyslog, journal)
+    <34>1 2003-10-11T22:14:15.003Z mx postfix 123 - - msg       RFC 5424
+    Jun 14 12:01:53 lda(user)<723443><1Vw7NA>: Info: msg        Dovecot log_path (no host)
+    2019-10-15 08:08:52 imap-login: Info: msg                   Dovecot log_timestamp (no host)
+    @400000004c91b044077a9e94 imap-login: Info: msg             daemontools tai64n (no host)
+
+Lines without a host are Dovecot's own log files: they get ``program="dovecot"`` and keep the
+whole ``process: Level: text`` as the message, so the parser sees what Dovecot writes through
+syslog (``dovecot: imap-login: Login: ...``) plus the level.
+
+Traditional stamps carry no year.  The framer starts from ``year``, or from ``reference``
+(a file's mtime): its year, or the year before when the first line's month is later than the
+reference's.  Inside a stream a month jump back of more than six months (Dec -> Jan) moves to
+the next year and a jump forward of more than six months (Jan -> Dec, a late line) to the
+previous one.  Stamps without a zone are read in ``tz`` (``None``: the local zone).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from postwatch.records import LogLine
+
+MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TAI64_BASE = 2**62
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?\Z")
+_ISO_PLAIN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:[.,]\d+)? ")
+_CACHE_LIMIT = 4096
+_new_line = tuple.__new__
+
+
+class Framer:
+    """Split raw lines into LogLines; one Framer per input stream (it tracks the year)."""
+
+    def __init__(self, tz: tzinfo | None = None, year: int | None = None,
+                 reference: datetime | None = None) -> None:
+        self.tz = tz
+        self._year = year
+        self._reference = reference
+        self._last_month = 0
+        self._last_ts = EPOCH
+        self._cache: dict[str, datetime] = {}
+
+    # --- time ------------------------------------------------------------------------
+
+    def _localize(self, naive: datetime) -> datetime:
+        if self.tz is None:
+            return naive.astimezone(UTC)  # naive means local time, DST-aware
+        return naive.replace(tzinfo=self.tz).astimezone(UTC)
+
+    def _year_for(self, month: int) -> int:
+        last = self._last_month
+        if self._year is None:
+            ref = self._reference or datetime.now(UTC)
+            self._year = ref.year - 1 if month > ref.month else ref.year
+        elif last and month - last > 6:
+            self._year -= 1
+            self._cache.clear()
+        elif last and last - month > 6:
+            self._year += 1
+            self._cache.clear()
+        self._last_month = month
+        return self._year
+
+    def _traditional(self, stamp: str, month: int) -> datetime | None:
+        year = self._year_for(month) if month != self._last_month else self._year
+        cached = self._cache.get(stamp)
+        if cached is not None:
+            return cached
+        try:
+            day = int(stamp[4:6])
+            hour, minute, second = int(stamp[7:9]), int(stamp[10:12]), int(stamp[13:15])
+            when = self._localize(datetime(year or 1970, month, day, hour, minute, second))
+        except ValueError:
+            return None
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[stamp] = when
+        return when
+
+    def _aware(self, text: str) -> datetime | None:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            return self._localize(when)
+        return when.astimezone(UTC)
+
+    # --- framing -----------------------------------------------------------------------
+
+    def __call__(self, text: str, lineno: int = 0, origin: str = "") -> LogLine:
+        stamp = text[:15]
+        ts = self._cache.get(stamp)
+        if ts is None and text[15:16] == " ":
+            month = MONTHS.get(text[:3])
+            if month is not None:
+                ts = self._traditional(stamp, month)
+        if ts is not None:
+            # hot path: "host tag[pid]: message", built without the NamedTuple's __new__
+            self._last_ts = ts
+            host, _, tagged = text[16:].partition(" ")
+            tag, sep, message = tagged.partition(": ")
+            if sep and tag[-1:] == "]" and host[-1:] != ":":
+                program, _, pid_text = tag[:-1].partition("[")
+                if pid_text.isdigit() and " " not in program:
+                    return _new_line(
+                        LogLine, (ts, host, program, int(pid_text), message, origin, lineno)
+                    )
+            return self._tagged(ts, text[16:], lineno, origin)
+        first = text[:1]
+        if first.isdigit():
+            space = text.find(" ")
+            if space > 0 and _RFC3339.match(text[:space]):
+                ts = self._aware(text[:space])
+                if ts is not None:
+                    return self._tagged(ts, text[space + 1:], lineno, origin)
+            plain = _ISO_PLAIN.match(text)
+            if plain:
+                ts = self._aware(plain.group(1))
+                if ts is not None:
+                    return self._hostless(ts, text[plain.end():], lineno, origin)
+        elif first == "<":
+            framed = self._rfc5424(text, lineno, origin)
+            if framed is not None:
+                return framed
+        elif first == "@" and text[25:26] == " ":
+            ts = self._tai64n(text[1:25])
+            if ts is not None:
+                return self._hostless(ts, text[26:], lineno, origin)
+        return LogLine(self._last_ts, "", "", None, text, origin, lineno)
+
+    def _tagged(self, ts: datetime, rest: str, lineno: int, origin: str) -> LogLine:
+        """``host tag[pid]: message`` or, without a host, ``tag: message``."""
+        self._last_ts = ts
+        space = rest.find(" ")
+        if space < 0:
+            return LogLine(ts, "", "", None, rest, origin, lineno)
+        if rest[space - 1] == ":":  # no host: a bare tag, or Dovecot's own log file
+            tag = rest[:space - 1]
+            if tag.endswith("]") or tag.startswith("postfix"):
+                return self._tagged(ts, "- " + rest, lineno, origin)._replace(host="")
+            return self._hostless(ts, rest, lineno, origin)
+        host = rest[:space]
+        tagged = rest[space + 1:]
+        colon = tagged.find(": ")
+        if colon < 0:
+            if tagged.endswith(":"):
+                colon = len(tagged) - 1
+            else:
+                return LogLine(ts, host, "", None, tagged, origin, lineno)
+        tag = tagged[:colon]
+        message = tagged[colon + 2:]
+        if tag.endswith("]"):
+            bracket = tag.rfind("[")
+            pid_text = tag[bracket + 1:-1]
+            if bracket > 0 and pid_text.isdigit():
+                return LogLine(ts, host, tag[:bracket], int(pid_text), message, origin, lineno)
+        if " " in tag:  # not a tag at all
+            return LogLine(ts, host, "", None, tagged, origin, lineno)
+        return LogLine(ts, host, tag, None, message, origin, lineno)
+
+    def _hostless(self, ts: datetime, rest: str, lineno: int, origin: str) -> LogLine:
+        self._last_ts = ts
+        return LogLine(ts, "", "dovecot", None, rest, origin, lineno)
+
+    def _rfc5424(self, text: str, lineno: int, origin: str) -> LogLine | None:
+        """``<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD|-] MSG``."""
+        close = text.find(">")
+        if close < 0 or text[close + 1:close + 3] != "1 ":
+            return None
+        parts = text[close + 3:].split(" ", 5)
+        if len(parts) < 6:
+            return None
+        stamp, host, app, procid, _msgid, rest = parts
+        ts = self._aware(stamp) if _RFC3339.match(stamp) else None
+        if ts is None:
+            return None
+        if rest.startswith("- "):
+            message = rest[2:]
+        elif rest.startswith("["):
+            end = rest.find("] ")
+            message = rest[end + 2:] if end >= 0 else ""
+        else:
+            message = rest
+        if message.startswith("\ufeff"):
+            message = message[1:]
+        self._last_ts = ts
+        pid = int(procid) if procid.isdigit() else None
+        return LogLine(ts, "" if host == "-" else host, "" if app == "-" else app, pid,
+                       message, origin, lineno)
+
+    def _tai64n(self, label: str) -> datetime | None:
+        try:
+            seconds = int(label[:16], 16) - _TAI64_BASE - 10
+            nanos = int(label[16:24], 16)
+        except ValueError:
+            return None
+        return EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)

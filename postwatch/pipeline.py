@@ -1,0 +1,95 @@
+"""The pipeline: sources -> parse -> correlate -> detect, with the tally beside.
+
+``watch`` and ``replay`` both drive a :class:`Pipeline`; they differ only in where the lines
+come from.  One bad line never stops it: an unexpected error is counted, logged once per kind
+of error, and the next line is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from postwatch.correlate import Correlator
+from postwatch.parse import Parser
+from postwatch.records import LogLine
+from postwatch.tally import Tally
+
+log = logging.getLogger(__name__)
+
+
+class Detector(Protocol):
+    """What the pipeline needs of the anomaly engine."""
+
+    def feed(self, item: object) -> list[Any]:
+        """Take an event or a correlated record; return the alerts it raised."""
+        ...
+
+    def close(self, now: datetime | None) -> list[Any]:
+        """End of input: return any last alerts."""
+        ...
+
+
+AlertSink = Callable[[Any], None]
+
+
+class Pipeline:
+    """Parse, correlate and detect, one line at a time."""
+
+    def __init__(self, *, correlator: Correlator | None = None, detector: Detector | None = None,
+                 tally: Tally | None = None, on_alert: AlertSink | None = None) -> None:
+        self.parser = Parser()
+        self.correlator = correlator or Correlator()
+        self.detector = detector
+        self.tally = tally or Tally()
+        self.on_alert = on_alert
+        self.errors: Counter[str] = Counter()
+        self.last_ts: datetime | None = None
+
+    def run(self, lines: Iterable[LogLine]) -> None:
+        """Process every line of ``lines`` (the caller closes the pipeline)."""
+        parse = self.parser
+        correlate = self.correlator.feed
+        count_event = self.tally.event
+        count_record = self.tally.record
+        detector = self.detector
+        line: LogLine | None = None
+        for line in lines:
+            try:
+                event = parse(line)
+                count_event(event)
+                records = correlate(event)
+                if detector is not None:
+                    self._alerts(detector.feed(event))
+                for record in records:
+                    count_record(record)
+                    if detector is not None:
+                        self._alerts(detector.feed(record))
+            except Exception as exc:  # one bad line never stops the pipeline
+                self._error(line, exc)
+        if line is not None:
+            self.last_ts = line.ts
+
+    def close(self) -> None:
+        """End of input: flush the correlator and the detector."""
+        for record in self.correlator.close(self.last_ts):
+            self.tally.record(record)
+            if self.detector is not None:
+                self._alerts(self.detector.feed(record))
+        if self.detector is not None:
+            self._alerts(self.detector.close(self.last_ts))
+
+    def _alerts(self, alerts: list[Any]) -> None:
+        if alerts and self.on_alert is not None:
+            for alert in alerts:
+                self.on_alert(alert)
+
+    def _error(self, line: LogLine, exc: Exception) -> None:
+        kind = type(exc).__name__
+        self.errors[kind] += 1
+        if self.errors[kind] == 1:
+            log.error("%s:%d: %s while processing a %s line: %s", line.origin or "-",
+                      line.lineno, kind, line.program or "unframed", exc)
