@@ -39,13 +39,24 @@ def cli() -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--year", type=int, help="Year of traditional syslog stamps (default: file mtime).")
-@click.option("--tz", "tz_name", metavar="ZONE", help="Zone of stamps without one (default: local).")
+@click.option(
+    "--tz", "tz_name", metavar="ZONE", help="Zone of stamps without one (default: local)."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
 @click.option("--no-detect", is_flag=True, help="Parse and correlate only.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
-def replay(files: tuple[str, ...], year: int | None, tz_name: str | None, as_json: bool,
-           no_detect: bool, progress: bool | None) -> None:
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
+def replay(
+    files: tuple[str, ...],
+    year: int | None,
+    tz_name: str | None,
+    as_json: bool,
+    no_detect: bool,
+    progress: bool | None,
+) -> None:
     """Read archived logs (plain, .gz, .bz2, .xz, - for stdin), oldest first, and summarise."""
     from postwatch.sources.files import read_lines
 
@@ -98,11 +109,14 @@ def _render_summary(tally: Tally) -> str:
     if not accounts:
         out.append("  (none)")
     else:
-        out.append(f"  {'user':<40} {'messages':>9} {'rcpts':>7} {'IPs':>5} "
-                   f"{'deferred':>9} {'bounced':>8}")
+        out.append(
+            f"  {'user':<40} {'messages':>9} {'rcpts':>7} {'IPs':>5} {'deferred':>9} {'bounced':>8}"
+        )
         for acc in accounts:
-            out.append(f"  {acc['subject']!s:<40.40} {acc['messages']:>9,} {acc['recipients']:>7,} "
-                       f"{acc['distinct_ips']:>5} {acc['deferred']:>9,} {acc['bounced']:>8,}")
+            out.append(
+                f"  {acc['subject']!s:<40.40} {acc['messages']:>9,} {acc['recipients']:>7,} "
+                f"{acc['distinct_ips']:>5} {acc['deferred']:>9,} {acc['bounced']:>8,}"
+            )
     return "\n".join(out)
 
 

@@ -33,16 +33,40 @@ from postwatch.records import (
 )
 
 _FLUSH_EVERY = timedelta(minutes=5)
+_LOCAL_RELAY_MARKS = ("[127.", "[::1]", "[private/", "[public/")
+
+
+def _is_local_relay(relay: str) -> bool:
+    """A relay on this host (a content filter), e.g. ``127.0.0.1[127.0.0.1]:10024``."""
+    return any(mark in relay for mark in _LOCAL_RELAY_MARKS)
 
 
 class _MessageState:
     """The mutable, in-progress side of a :class:`Message`."""
 
     __slots__ = (
-        "accepted", "client_ip", "client_name", "first_seen", "helo", "host", "last_seen",
-        "message_id", "next_queue_id", "nrcpt", "orig_queue_id", "outcomes", "pickup_uid",
-        "queue_id", "rejected", "sasl_method", "sasl_sender", "sasl_username", "sender",
-        "service", "session_pid", "size",
+        "accepted",
+        "client_ip",
+        "client_name",
+        "first_seen",
+        "helo",
+        "host",
+        "last_seen",
+        "message_id",
+        "next_queue_id",
+        "nrcpt",
+        "orig_queue_id",
+        "outcomes",
+        "pickup_uid",
+        "queue_id",
+        "rejected",
+        "sasl_method",
+        "sasl_sender",
+        "sasl_username",
+        "sender",
+        "service",
+        "session_pid",
+        "size",
     )
 
     def __init__(self, host: str, queue_id: str, ts: datetime) -> None:
@@ -79,19 +103,48 @@ class _MessageState:
 
     def freeze(self, complete: bool = True) -> Message:
         return Message(
-            self.host, self.queue_id, self.service, self.first_seen, self.last_seen,
-            self.client_name, self.client_ip, self.sasl_method, self.sasl_username,
-            self.sasl_sender, self.pickup_uid, self.sender, self.size, self.nrcpt,
-            self.message_id, self.helo, tuple(self.outcomes.values()), self.session_pid,
-            self.orig_queue_id, self.next_queue_id, self.rejected, complete,
+            self.host,
+            self.queue_id,
+            self.service,
+            self.first_seen,
+            self.last_seen,
+            self.client_name,
+            self.client_ip,
+            self.sasl_method,
+            self.sasl_username,
+            self.sasl_sender,
+            self.pickup_uid,
+            self.sender,
+            self.size,
+            self.nrcpt,
+            self.message_id,
+            self.helo,
+            tuple(self.outcomes.values()),
+            self.session_pid,
+            self.orig_queue_id,
+            self.next_queue_id,
+            self.rejected,
+            complete,
         )
 
 
 class _SessionState:
     __slots__ = (
-        "auth_failures", "auth_successes", "client_ip", "client_name", "failed_usernames",
-        "helo", "host", "last_seen", "pid", "queue_ids", "rejects", "sasl_usernames",
-        "service", "started", "tls",
+        "auth_failures",
+        "auth_successes",
+        "client_ip",
+        "client_name",
+        "failed_usernames",
+        "helo",
+        "host",
+        "last_seen",
+        "pid",
+        "queue_ids",
+        "rejects",
+        "sasl_usernames",
+        "service",
+        "started",
+        "tls",
     )
 
     def __init__(self, line: LogLine, client_name: str, client_ip: str) -> None:
@@ -105,13 +158,30 @@ class _SessionState:
         self.failed_usernames: list[str] = []
         self.queue_ids: list[str] = []
 
-    def freeze(self, ended: datetime, counters: tuple[tuple[str, int, int], ...] = (),
-               complete: bool = True) -> Session:
+    def freeze(
+        self,
+        ended: datetime,
+        counters: tuple[tuple[str, int, int], ...] = (),
+        complete: bool = True,
+    ) -> Session:
         return Session(
-            self.host, self.service, self.pid, self.started, ended, self.client_name,
-            self.client_ip, self.tls, self.auth_failures, self.auth_successes,
-            tuple(self.sasl_usernames), tuple(self.failed_usernames), tuple(self.queue_ids),
-            self.rejects, counters, self.helo, complete,
+            self.host,
+            self.service,
+            self.pid,
+            self.started,
+            ended,
+            self.client_name,
+            self.client_ip,
+            self.tls,
+            self.auth_failures,
+            self.auth_successes,
+            tuple(self.sasl_usernames),
+            tuple(self.failed_usernames),
+            tuple(self.queue_ids),
+            self.rejects,
+            counters,
+            self.helo,
+            complete,
         )
 
 
@@ -121,8 +191,11 @@ Handler = Callable[[object, list[Correlated]], None]
 class Correlator:
     """Feed events in log order; get back what can be emitted now."""
 
-    def __init__(self, message_ttl: timedelta = timedelta(days=2),
-                 session_ttl: timedelta = timedelta(hours=1)) -> None:
+    def __init__(
+        self,
+        message_ttl: timedelta = timedelta(days=2),
+        session_ttl: timedelta = timedelta(hours=1),
+    ) -> None:
         self.message_ttl = message_ttl
         self.session_ttl = session_ttl
         self.messages: dict[tuple[str, str], _MessageState] = {}
@@ -234,6 +307,9 @@ class Correlator:
             return
         state.service = line.program.rpartition("/")[0]
         state.client_name, state.client_ip = event.client_name, event.client_ip
+        if event.orig_client.endswith("]"):  # XFORWARD from a content filter: the real client
+            name, _, address = event.orig_client[:-1].rpartition("[")
+            state.client_name, state.client_ip = name, address
         state.sasl_method, state.sasl_username = event.sasl_method, event.sasl_username
         state.sasl_sender = event.sasl_sender
         state.session_pid = line.pid
@@ -267,10 +343,19 @@ class Correlator:
         deferrals = previous.deferrals if previous is not None else 0
         if event.status == "deferred":
             deferrals += 1
-        outcome = Outcome(event.recipient, event.status, event.relay, event.dsn, line.ts,
-                          event.reply, event.orig_to, deferrals)
+        outcome = Outcome(
+            event.recipient,
+            event.status,
+            event.relay,
+            event.dsn,
+            line.ts,
+            event.reply,
+            event.orig_to,
+            deferrals,
+        )
         state.outcomes[event.recipient] = outcome
-        if event.queued_as:
+        if event.queued_as and _is_local_relay(event.relay):
+            # a content filter on this host queued it anew; a remote MX's "queued as" is its own
             state.next_queue_id = event.queued_as
             next_hop = self.messages.get((line.host, event.queued_as))
             if next_hop is not None:

@@ -39,8 +39,14 @@ class ConfigError(PostwatchError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 key: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
         where = ":".join(str(part) for part in (path, line) if part is not None)
         prefix = f"{where}: " if where else ""
         keypart = f"{key}: " if key else ""

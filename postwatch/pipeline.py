@@ -39,8 +39,14 @@ AlertSink = Callable[[Any], None]
 class Pipeline:
     """Parse, correlate and detect, one line at a time."""
 
-    def __init__(self, *, correlator: Correlator | None = None, detector: Detector | None = None,
-                 tally: Tally | None = None, on_alert: AlertSink | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        correlator: Correlator | None = None,
+        detector: Detector | None = None,
+        tally: Tally | None = None,
+        on_alert: AlertSink | None = None,
+    ) -> None:
         self.parser = Parser()
         self.correlator = correlator or Correlator()
         self.detector = detector
@@ -91,5 +97,11 @@ class Pipeline:
         kind = type(exc).__name__
         self.errors[kind] += 1
         if self.errors[kind] == 1:
-            log.error("%s:%d: %s while processing a %s line: %s", line.origin or "-",
-                      line.lineno, kind, line.program or "unframed", exc)
+            log.error(
+                "%s:%d: %s while processing a %s line: %s",
+                line.origin or "-",
+                line.lineno,
+                kind,
+                line.program or "unframed",
+                exc,
+            )

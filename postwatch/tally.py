@@ -26,9 +26,13 @@ class AccountTally:
 
     def to_json(self, subject: str) -> dict[str, object]:
         return {
-            "type": "account", "subject": subject, "messages": self.messages,
-            "recipients": self.recipients, "distinct_ips": len(self.client_ips),
-            "deferred": self.deferred, "bounced": self.bounced,
+            "type": "account",
+            "subject": subject,
+            "messages": self.messages,
+            "recipients": self.recipients,
+            "distinct_ips": len(self.client_ips),
+            "deferred": self.deferred,
+            "bounced": self.bounced,
         }
 
 
@@ -90,5 +94,9 @@ class Tally:
         return [account.to_json(subject) for subject, account in ranked]
 
     def totals_record(self) -> dict[str, object]:
-        return {"type": "totals", "lines": self.lines, "events": self.events,
-                "unparsed": dict(sorted(self.unparsed.items()))}
+        return {
+            "type": "totals",
+            "lines": self.lines,
+            "events": self.events,
+            "unparsed": dict(sorted(self.unparsed.items())),
+        }

@@ -174,7 +174,7 @@ class ContentAction(NamedTuple):
 
 
 class MilterAction(NamedTuple):
-    """``QID: milter-reject|milter-discard|milter-hold: STAGE from name[ip]: reply; from=<> ...``."""
+    """``QID: milter-reject|milter-discard|milter-hold: STAGE from name[ip]: reply; from=<>``."""
 
     line: LogLine
     queue_id: str
@@ -386,18 +386,66 @@ class Unparsed(NamedTuple):
 
 
 Event = (
-    Connect | Disconnect | ConnectionLost | TlsEstablished | ClientAccepted | SaslFailure
-    | Reject | RateLimit | HostnameMismatch | PostscreenVerdict | MessageId | ContentAction
-    | MilterAction | QueueActive | Removed | Expired | Delivery | RemoteReply | BounceNotice
-    | Pickup | QueueOperation | AnvilStatistic | Diagnostic | DovecotLogin
-    | DovecotLoginFailed | DovecotDisconnect | DovecotAuthFailure | DovecotSession | Unparsed
+    Connect
+    | Disconnect
+    | ConnectionLost
+    | TlsEstablished
+    | ClientAccepted
+    | SaslFailure
+    | Reject
+    | RateLimit
+    | HostnameMismatch
+    | PostscreenVerdict
+    | MessageId
+    | ContentAction
+    | MilterAction
+    | QueueActive
+    | Removed
+    | Expired
+    | Delivery
+    | RemoteReply
+    | BounceNotice
+    | Pickup
+    | QueueOperation
+    | AnvilStatistic
+    | Diagnostic
+    | DovecotLogin
+    | DovecotLoginFailed
+    | DovecotDisconnect
+    | DovecotAuthFailure
+    | DovecotSession
+    | Unparsed
 )
 
 EVENT_TYPES: tuple[type, ...] = (
-    Connect, Disconnect, ConnectionLost, TlsEstablished, ClientAccepted, SaslFailure,
-    Reject, RateLimit, HostnameMismatch, PostscreenVerdict, MessageId, ContentAction,
-    MilterAction, QueueActive, Removed, Expired, Delivery, RemoteReply, BounceNotice,
-    Pickup, QueueOperation, AnvilStatistic, Diagnostic, DovecotLogin,
-    DovecotLoginFailed, DovecotDisconnect, DovecotAuthFailure, DovecotSession, Unparsed,
+    Connect,
+    Disconnect,
+    ConnectionLost,
+    TlsEstablished,
+    ClientAccepted,
+    SaslFailure,
+    Reject,
+    RateLimit,
+    HostnameMismatch,
+    PostscreenVerdict,
+    MessageId,
+    ContentAction,
+    MilterAction,
+    QueueActive,
+    Removed,
+    Expired,
+    Delivery,
+    RemoteReply,
+    BounceNotice,
+    Pickup,
+    QueueOperation,
+    AnvilStatistic,
+    Diagnostic,
+    DovecotLogin,
+    DovecotLoginFailed,
+    DovecotDisconnect,
+    DovecotAuthFailure,
+    DovecotSession,
+    Unparsed,
 )
 EVENT_KINDS: dict[str, type] = {cls.kind: cls for cls in EVENT_TYPES}  # type: ignore[attr-defined]

@@ -45,8 +45,9 @@ _new_line = tuple.__new__
 class Framer:
     """Split raw lines into LogLines; one Framer per input stream (it tracks the year)."""
 
-    def __init__(self, tz: tzinfo | None = None, year: int | None = None,
-                 reference: datetime | None = None) -> None:
+    def __init__(
+        self, tz: tzinfo | None = None, year: int | None = None, reference: datetime | None = None
+    ) -> None:
         self.tz = tz
         self._year = year
         self._reference = reference
@@ -121,18 +122,23 @@ class Framer:
                         LogLine, (ts, host, program, int(pid_text), message, origin, lineno)
                     )
             return self._tagged(ts, text[16:], lineno, origin)
+        if text[3:4] == " " and text[5:6] == " " and text[4:5].isdigit():  # "Sep 8 07:46:30"
+            month = MONTHS.get(text[:3])
+            ts = self._traditional(f"{text[:4]} {text[4:14]}", month) if month else None
+            if ts is not None:
+                return self._tagged(ts, text[15:], lineno, origin)
         first = text[:1]
         if first.isdigit():
             space = text.find(" ")
             if space > 0 and _RFC3339.match(text[:space]):
                 ts = self._aware(text[:space])
                 if ts is not None:
-                    return self._tagged(ts, text[space + 1:], lineno, origin)
+                    return self._tagged(ts, text[space + 1 :], lineno, origin)
             plain = _ISO_PLAIN.match(text)
             if plain:
                 ts = self._aware(plain.group(1))
                 if ts is not None:
-                    return self._hostless(ts, text[plain.end():], lineno, origin)
+                    return self._hostless(ts, text[plain.end() :], lineno, origin)
         elif first == "<":
             framed = self._rfc5424(text, lineno, origin)
             if framed is not None:
@@ -150,12 +156,12 @@ class Framer:
         if space < 0:
             return LogLine(ts, "", "", None, rest, origin, lineno)
         if rest[space - 1] == ":":  # no host: a bare tag, or Dovecot's own log file
-            tag = rest[:space - 1]
+            tag = rest[: space - 1]
             if tag.endswith("]") or tag.startswith("postfix"):
                 return self._tagged(ts, "- " + rest, lineno, origin)._replace(host="")
             return self._hostless(ts, rest, lineno, origin)
         host = rest[:space]
-        tagged = rest[space + 1:]
+        tagged = rest[space + 1 :]
         colon = tagged.find(": ")
         if colon < 0:
             if tagged.endswith(":"):
@@ -163,10 +169,10 @@ class Framer:
             else:
                 return LogLine(ts, host, "", None, tagged, origin, lineno)
         tag = tagged[:colon]
-        message = tagged[colon + 2:]
+        message = tagged[colon + 2 :]
         if tag.endswith("]"):
             bracket = tag.rfind("[")
-            pid_text = tag[bracket + 1:-1]
+            pid_text = tag[bracket + 1 : -1]
             if bracket > 0 and pid_text.isdigit():
                 return LogLine(ts, host, tag[:bracket], int(pid_text), message, origin, lineno)
         if " " in tag:  # not a tag at all
@@ -180,9 +186,9 @@ class Framer:
     def _rfc5424(self, text: str, lineno: int, origin: str) -> LogLine | None:
         """``<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD|-] MSG``."""
         close = text.find(">")
-        if close < 0 or text[close + 1:close + 3] != "1 ":
+        if close < 0 or text[close + 1 : close + 3] != "1 ":
             return None
-        parts = text[close + 3:].split(" ", 5)
+        parts = text[close + 3 :].split(" ", 5)
         if len(parts) < 6:
             return None
         stamp, host, app, procid, _msgid, rest = parts
@@ -193,15 +199,16 @@ class Framer:
             message = rest[2:]
         elif rest.startswith("["):
             end = rest.find("] ")
-            message = rest[end + 2:] if end >= 0 else ""
+            message = rest[end + 2 :] if end >= 0 else ""
         else:
             message = rest
         if message.startswith("\ufeff"):
             message = message[1:]
         self._last_ts = ts
         pid = int(procid) if procid.isdigit() else None
-        return LogLine(ts, "" if host == "-" else host, "" if app == "-" else app, pid,
-                       message, origin, lineno)
+        return LogLine(
+            ts, "" if host == "-" else host, "" if app == "-" else app, pid, message, origin, lineno
+        )
 
     def _tai64n(self, label: str) -> datetime | None:
         try:
