@@ -42,6 +42,11 @@ _CACHE_LIMIT = 4096
 _new_line = tuple.__new__
 
 
+def _is_pid(text: str) -> bool:
+    """ASCII digits of a plausible length (``str.isdigit`` also accepts ``²``)."""
+    return 0 < len(text) <= 10 and text.isascii() and text.isdigit()
+
+
 class Framer:
     """Split raw lines into LogLines; one Framer per input stream (it tracks the year)."""
 
@@ -117,7 +122,7 @@ class Framer:
             tag, sep, message = tagged.partition(": ")
             if sep and tag[-1:] == "]" and host[-1:] != ":":
                 program, _, pid_text = tag[:-1].partition("[")
-                if pid_text.isdigit() and " " not in program:
+                if _is_pid(pid_text) and " " not in program:
                     return _new_line(
                         LogLine, (ts, host, program, int(pid_text), message, origin, lineno)
                     )
@@ -173,7 +178,7 @@ class Framer:
         if tag.endswith("]"):
             bracket = tag.rfind("[")
             pid_text = tag[bracket + 1 : -1]
-            if bracket > 0 and pid_text.isdigit():
+            if bracket > 0 and _is_pid(pid_text):
                 return LogLine(ts, host, tag[:bracket], int(pid_text), message, origin, lineno)
         if " " in tag:  # not a tag at all
             return LogLine(ts, host, "", None, tagged, origin, lineno)
@@ -205,7 +210,7 @@ class Framer:
         if message.startswith("\ufeff"):
             message = message[1:]
         self._last_ts = ts
-        pid = int(procid) if procid.isdigit() else None
+        pid = int(procid) if _is_pid(procid) else None
         return LogLine(
             ts, "" if host == "-" else host, "" if app == "-" else app, pid, message, origin, lineno
         )
