@@ -15,9 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from postwatch import __version__
+from postwatch.audit.command import audit_command
 from postwatch.errors import PostwatchError, UsageError
 from postwatch.pipeline import Pipeline
 from postwatch.records import LogLine
+from postwatch.sources.files import ReadStats, open_text, read_lines
+from postwatch.sources.journal import read_journal_json, run_journal
 from postwatch.tally import Tally
 
 
@@ -37,10 +40,17 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True)
+@click.argument("files", nargs=-1)
 @click.option("--year", type=int, help="Year of traditional syslog stamps (default: file mtime).")
+@click.option("--tz", "tz_name", metavar="ZONE", help="Zone of unzoned stamps (default: local).")
+@click.option("--journal", is_flag=True, help="Read the systemd journal through journalctl.")
+@click.option("--unit", "units", multiple=True, metavar="UNIT", help="With --journal: a unit.")
 @click.option(
-    "--tz", "tz_name", metavar="ZONE", help="Zone of stamps without one (default: local)."
+    "--identifier", "identifiers", multiple=True, metavar="TAG", help="With --journal: a tag."
+)
+@click.option("--since", metavar="WHEN", help="With --journal: journalctl --since.")
+@click.option(
+    "--journal-json", is_flag=True, help="FILES are `journalctl -o json` output (- for stdin)."
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
 @click.option("--no-detect", is_flag=True, help="Parse and correlate only.")
@@ -53,21 +63,25 @@ def replay(
     files: tuple[str, ...],
     year: int | None,
     tz_name: str | None,
+    journal: bool,
+    units: tuple[str, ...],
+    identifiers: tuple[str, ...],
+    since: str | None,
+    journal_json: bool,
     as_json: bool,
     no_detect: bool,
     progress: bool | None,
 ) -> None:
     """Read archived logs (plain, .gz, .bz2, .xz, - for stdin), oldest first, and summarise."""
-    from postwatch.sources.files import read_lines
-
-    tz = _zone(tz_name)
+    stats = ReadStats()
+    lines = _open_sources(
+        files, year, _zone(tz_name), journal, units, identifiers, since, journal_json, stats
+    )
     tally = Tally()
-    emit = _json_out if as_json else None
     alerts: list[Any] = []
-    pipeline = Pipeline(tally=tally, on_alert=emit or alerts.append)
-    lines: Iterator[LogLine] = read_lines(list(files), tz=tz, year=year)
+    pipeline = Pipeline(tally=tally, on_alert=_json_out if as_json else alerts.append)
     if progress or (progress is None and sys.stderr.isatty()):
-        lines = _with_progress(lines)
+        lines = _with_progress(lines, stats)
     pipeline.run(lines)
     pipeline.close()
     if as_json:
@@ -78,20 +92,53 @@ def replay(
         click.echo(_render_summary(tally))
 
 
+def _open_sources(
+    files: tuple[str, ...],
+    year: int | None,
+    tz: tzinfo | None,
+    journal: bool,
+    units: tuple[str, ...],
+    identifiers: tuple[str, ...],
+    since: str | None,
+    journal_json: bool,
+    stats: ReadStats,
+) -> Iterator[LogLine]:
+    """The LogLines of the sources the options name."""
+    if journal:
+        if files:
+            raise UsageError("--journal reads the journal; give no FILES with it")
+        return run_journal(units=units, identifiers=identifiers, since=since, stats=stats)
+    if units or identifiers or since:
+        raise UsageError("--unit, --identifier and --since go with --journal")
+    if not files:
+        raise UsageError("give log FILES to replay (- for stdin), or --journal")
+    if journal_json:
+        return _journal_files(files, stats)
+    return read_lines(list(files), tz=tz, year=year, stats=stats)
+
+
+def _journal_files(files: tuple[str, ...], stats: ReadStats) -> Iterator[LogLine]:
+    for name in files:
+        with open_text(name) as stream:
+            yield from read_journal_json(stream, origin=name, stats=stats)
+
+
 def _json_out(record: Any) -> None:
     data = record.to_json() if hasattr(record, "to_json") else record
     sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
 
 
-def _with_progress(lines: Iterator[LogLine]) -> Iterator[LogLine]:
+def _with_progress(lines: Iterator[LogLine], stats: ReadStats) -> Iterator[LogLine]:
+    """Pass lines through, drawing a progress line on stderr every 64k lines."""
     count = 0
     for line in lines:
         count += 1
         if not count & 0xFFFF:
-            sys.stderr.write(f"\r{count:,} lines  {line.ts:%Y-%m-%d %H:%M}  {line.origin}")
+            done = f"{stats.bytes_read / stats.total_bytes:4.0%}  " if stats.total_bytes else ""
+            sys.stderr.write(f"\r{done}{count:,} lines  {line.ts:%Y-%m-%d %H:%M}  {line.origin}")
             sys.stderr.flush()
         yield line
-    sys.stderr.write(f"\r{count:,} lines\n")
+    sys.stderr.write(f"\r{count:,} lines{' ' * 40}\n")
 
 
 def _render_summary(tally: Tally) -> str:
@@ -118,6 +165,9 @@ def _render_summary(tally: Tally) -> str:
                 f"{acc['distinct_ips']:>5} {acc['deferred']:>9,} {acc['bounced']:>8,}"
             )
     return "\n".join(out)
+
+
+cli.add_command(audit_command)
 
 
 def main() -> None:
