@@ -60,3 +60,14 @@ def test_attacker_text_in_the_message_does_not_change_host_or_program():
     line = Framer(tz=UTC, year=2026)(text)
     assert (line.host, line.program, line.pid) == ("mx", "postfix/smtpd", 7)
     assert line.message.endswith("helo=<evil postfix/qmgr[1]: X: removed>")
+
+
+def test_frame_lines_equals_framing_one_by_one():
+    """The streaming fast path frames every sample exactly as the per-line call does."""
+    texts = [sample.text for sample in SAMPLES]
+    one_by_one = Framer(tz=UTC, year=2026)
+    expected = [one_by_one(text, lineno, "x") for lineno, text in enumerate(texts, 1)]
+    assert (
+        list(Framer(tz=UTC, year=2026).frame_lines(texts + texts[:3], "x"))[: len(texts)]
+        == expected
+    )

@@ -24,6 +24,7 @@ previous one.  Stamps without a zone are read in ``tz`` (``None``: the local zon
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from postwatch.records import LogLine
@@ -40,6 +41,7 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\
 _ISO_PLAIN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:[.,]\d+)? ")
 _CACHE_LIMIT = 4096
 _new_line = tuple.__new__
+_SECONDS = [timedelta(seconds=second) for second in range(61)]  # 60: a leap second
 
 
 def _is_pid(text: str) -> bool:
@@ -59,6 +61,7 @@ class Framer:
         self._last_month = 0
         self._last_ts = EPOCH
         self._cache: dict[str, datetime] = {}
+        self._minutes: dict[str, datetime] = {}
 
     # --- time ------------------------------------------------------------------------
 
@@ -75,22 +78,31 @@ class Framer:
         elif last and month - last > 6:
             self._year -= 1
             self._cache.clear()
+            self._minutes.clear()
         elif last and last - month > 6:
             self._year += 1
             self._cache.clear()
+            self._minutes.clear()
         self._last_month = month
         return self._year
 
     def _traditional(self, stamp: str, month: int) -> datetime | None:
+        """``Mmm dd hh:mm:ss`` -> UTC; the start of each minute is localized once."""
         year = self._year_for(month) if month != self._last_month else self._year
         cached = self._cache.get(stamp)
         if cached is not None:
             return cached
+        minute_start = self._minutes.get(stamp[:12])
         try:
-            day = int(stamp[4:6])
-            hour, minute, second = int(stamp[7:9]), int(stamp[10:12]), int(stamp[13:15])
-            when = self._localize(datetime(year or 1970, month, day, hour, minute, second))
-        except ValueError:
+            second = int(stamp[13:15])
+            if minute_start is None:
+                day, hour, minute = int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12])
+                minute_start = self._localize(datetime(year or 1970, month, day, hour, minute))
+                if len(self._minutes) >= _CACHE_LIMIT:
+                    self._minutes.clear()
+                self._minutes[stamp[:12]] = minute_start
+            when = minute_start + _SECONDS[second]
+        except (ValueError, IndexError):
             return None
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
@@ -153,6 +165,26 @@ class Framer:
             if ts is not None:
                 return self._hostless(ts, text[26:], lineno, origin)
         return LogLine(self._last_ts, "", "", None, text, origin, lineno)
+
+    def frame_lines(self, texts: Iterable[str], origin: str = "") -> Iterator[LogLine]:
+        """Frame a stream of lines (numbered from 1): ``__call__`` with the hot path inlined."""
+        cache_get = self._cache.get
+        new_line = _new_line
+        frame = self.__call__
+        for lineno, text in enumerate(texts, 1):
+            ts = cache_get(text[:15])
+            if ts is not None:
+                host, _, tagged = text[16:].partition(" ")
+                tag, sep, message = tagged.partition(": ")
+                if sep and tag[-1:] == "]" and host[-1:] != ":":
+                    program, _, pid_text = tag[:-1].partition("[")
+                    if pid_text.isdigit() and len(pid_text) <= 10 and pid_text.isascii():
+                        self._last_ts = ts
+                        yield new_line(
+                            LogLine, (ts, host, program, int(pid_text), message, origin, lineno)
+                        )
+                        continue
+            yield frame(text, lineno, origin)
 
     def _tagged(self, ts: datetime, rest: str, lineno: int, origin: str) -> LogLine:
         """``host tag[pid]: message`` or, without a host, ``tag: message``."""

@@ -331,12 +331,12 @@ def read_file(
             framer = Framer(tz, year=year)
         stats.files += 1
         stats._current = raw if path != STDIN else None  # stdin's size is not in the total
-        lineno = 0
+        line = None
         try:
-            for lineno, line in enumerate(text, 1):
-                yield framer(line.rstrip("\r\n"), lineno, origin)
+            for line in framer.frame_lines((raw_line.rstrip("\r\n") for raw_line in text), origin):
+                yield line
         finally:
-            stats.lines += lineno
+            stats.lines += line.lineno if line is not None else 0
             stats.done_bytes = stats.bytes_read
             stats._current = None
 
