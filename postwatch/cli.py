@@ -21,7 +21,9 @@ from postwatch.pipeline import Pipeline
 from postwatch.records import LogLine
 from postwatch.sources.files import ReadStats, open_text, read_lines
 from postwatch.sources.journal import read_journal_json, run_journal
+from postwatch.status import status_command
 from postwatch.tally import Tally
+from postwatch.watch import watch_command
 
 
 def _zone(name: str | None) -> tzinfo | None:
@@ -168,6 +170,8 @@ def _render_summary(tally: Tally) -> str:
 
 
 cli.add_command(audit_command)
+cli.add_command(watch_command)
+cli.add_command(status_command)
 
 
 def main() -> None:

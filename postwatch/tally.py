@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from postwatch.parse.events import Unparsed
+from postwatch.parse.events import KIND_OF, Unparsed
 from postwatch.records import Accepted, Completed
 
 MAX_IPS_PER_ACCOUNT = 10_000
@@ -85,7 +85,7 @@ class Tally:
     def events(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for cls, count in self.by_type.items():
-            counts[cls.kind] += count  # type: ignore[attr-defined]
+            counts[KIND_OF[cls]] += count
         return dict(sorted(counts.items()))
 
     def account_records(self) -> list[dict[str, object]]:

@@ -1,8 +1,8 @@
 """Typed events: what one Postfix or Dovecot log line says.
 
 Every event is a ``NamedTuple`` whose first field is the :class:`~postwatch.records.LogLine`
-it came from (time, host, program, pid).  ``kind`` is a stable short name used in
-counters, JSON output and the annotated fixtures.
+it came from (time, host, program, pid).  ``kind`` (a property) is a stable short name used in
+counters, JSON output and the annotated fixtures; ``KIND_OF`` maps each type to it.
 
 Addresses are kept as logged, without the angle brackets; ``sender`` is ``""`` for
 the null sender ``<>`` and ``None`` when the line did not say.
@@ -24,7 +24,10 @@ class Connect(NamedTuple):
     client_name: str
     client_ip: str
     client_port: int | None = None
-    kind = "connect"
+
+    @property
+    def kind(self) -> str:
+        return "connect"
 
 
 class Disconnect(NamedTuple):
@@ -34,7 +37,10 @@ class Disconnect(NamedTuple):
     client_name: str
     client_ip: str
     counters: tuple[tuple[str, int, int], ...] = ()  # (command, ok, total)
-    kind = "disconnect"
+
+    @property
+    def kind(self) -> str:
+        return "disconnect"
 
 
 class ConnectionLost(NamedTuple):
@@ -45,7 +51,10 @@ class ConnectionLost(NamedTuple):
     after: str  # the SMTP command/stage: CONNECT, EHLO, AUTH, DATA (123 bytes) ...
     client_name: str
     client_ip: str
-    kind = "connection_lost"
+
+    @property
+    def kind(self) -> str:
+        return "connection_lost"
 
 
 class TlsEstablished(NamedTuple):
@@ -58,7 +67,10 @@ class TlsEstablished(NamedTuple):
     peer_ip: str
     protocol: str
     cipher: str
-    kind = "tls"
+
+    @property
+    def kind(self) -> str:
+        return "tls"
 
 
 class ClientAccepted(NamedTuple):
@@ -74,7 +86,10 @@ class ClientAccepted(NamedTuple):
     sasl_sender: str = ""
     orig_queue_id: str = ""
     orig_client: str = ""
-    kind = "client"
+
+    @property
+    def kind(self) -> str:
+        return "client"
 
 
 class SaslFailure(NamedTuple):
@@ -86,7 +101,10 @@ class SaslFailure(NamedTuple):
     mechanism: str
     reason: str
     sasl_username: str = ""
-    kind = "sasl_failure"
+
+    @property
+    def kind(self) -> str:
+        return "sasl_failure"
 
 
 class Reject(NamedTuple):
@@ -108,7 +126,10 @@ class Reject(NamedTuple):
     proto: str = ""
     helo: str = ""
     sasl_username: str = ""
-    kind = "reject"
+
+    @property
+    def kind(self) -> str:
+        return "reject"
 
 
 class RateLimit(NamedTuple):
@@ -116,11 +137,14 @@ class RateLimit(NamedTuple):
 
     line: LogLine
     limit: str  # "Connection rate", "Message delivery request rate", "Recipient address rate" ...
-    count: int
+    observed: int  # the rate or count the client reached
     client_name: str
     client_ip: str
     for_service: str
-    kind = "rate_limit"
+
+    @property
+    def kind(self) -> str:
+        return "rate_limit"
 
 
 class HostnameMismatch(NamedTuple):
@@ -129,7 +153,10 @@ class HostnameMismatch(NamedTuple):
     line: LogLine
     hostname: str
     client_ip: str
-    kind = "hostname_mismatch"
+
+    @property
+    def kind(self) -> str:
+        return "hostname_mismatch"
 
 
 class PostscreenVerdict(NamedTuple):
@@ -140,7 +167,10 @@ class PostscreenVerdict(NamedTuple):
     client_ip: str
     client_port: int | None
     detail: str = ""
-    kind = "postscreen"
+
+    @property
+    def kind(self) -> str:
+        return "postscreen"
 
 
 # --- cleanup ------------------------------------------------------------------------
@@ -152,7 +182,10 @@ class MessageId(NamedTuple):
     line: LogLine
     queue_id: str
     message_id: str
-    kind = "message_id"
+
+    @property
+    def kind(self) -> str:
+        return "message_id"
 
 
 class ContentAction(NamedTuple):
@@ -170,7 +203,10 @@ class ContentAction(NamedTuple):
     proto: str = ""
     helo: str = ""
     reply: str = ""
-    kind = "content_action"
+
+    @property
+    def kind(self) -> str:
+        return "content_action"
 
 
 class MilterAction(NamedTuple):
@@ -187,7 +223,10 @@ class MilterAction(NamedTuple):
     recipient: str = ""
     proto: str = ""
     helo: str = ""
-    kind = "milter_action"
+
+    @property
+    def kind(self) -> str:
+        return "milter_action"
 
 
 # --- qmgr ---------------------------------------------------------------------------
@@ -201,7 +240,10 @@ class QueueActive(NamedTuple):
     sender: str
     size: int
     nrcpt: int
-    kind = "queue_active"
+
+    @property
+    def kind(self) -> str:
+        return "queue_active"
 
 
 class Removed(NamedTuple):
@@ -209,7 +251,10 @@ class Removed(NamedTuple):
 
     line: LogLine
     queue_id: str
-    kind = "removed"
+
+    @property
+    def kind(self) -> str:
+        return "removed"
 
 
 class Expired(NamedTuple):
@@ -218,7 +263,10 @@ class Expired(NamedTuple):
     line: LogLine
     queue_id: str
     sender: str
-    kind = "expired"
+
+    @property
+    def kind(self) -> str:
+        return "expired"
 
 
 # --- delivery agents: smtp lmtp local virtual pipe error retry discard ---------------
@@ -239,7 +287,10 @@ class Delivery(NamedTuple):
     conn_use: int | None = None
     tls: str = ""
     queued_as: str = ""  # "queued as NEXTQID" in the reply: the next hop's queue ID
-    kind = "delivery"
+
+    @property
+    def kind(self) -> str:
+        return "delivery"
 
 
 class RemoteReply(NamedTuple):
@@ -250,7 +301,10 @@ class RemoteReply(NamedTuple):
     peer_name: str
     peer_ip: str
     reply: str
-    kind = "remote_reply"
+
+    @property
+    def kind(self) -> str:
+        return "remote_reply"
 
 
 # --- bounce, pickup, postsuper, anvil ------------------------------------------------
@@ -263,7 +317,10 @@ class BounceNotice(NamedTuple):
     queue_id: str
     notice: str  # "sender non-delivery", "postmaster non-delivery", "sender delay", ...
     notice_queue_id: str
-    kind = "bounce_notice"
+
+    @property
+    def kind(self) -> str:
+        return "bounce_notice"
 
 
 class Pickup(NamedTuple):
@@ -273,20 +330,26 @@ class Pickup(NamedTuple):
     queue_id: str
     uid: int
     sender: str
-    kind = "pickup"
+
+    @property
+    def kind(self) -> str:
+        return "pickup"
 
 
 class QueueOperation(NamedTuple):
     """postsuper: ``QID: placed on hold`` / ``released from hold`` / ``requeued`` / ``removed``.
 
-    A summary line (``Placed on hold: 3 messages``) has no queue ID and a ``count``.
+    A summary line (``Placed on hold: 3 messages``) has no queue ID and a ``messages`` count.
     """
 
     line: LogLine
     queue_id: str
     operation: str  # "placed on hold", "released from hold", "requeued", "removed"
-    count: int | None = None
-    kind = "queue_operation"
+    messages: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return "queue_operation"
 
 
 class AnvilStatistic(NamedTuple):
@@ -297,7 +360,10 @@ class AnvilStatistic(NamedTuple):
     value: str
     service: str
     client_ip: str
-    kind = "anvil"
+
+    @property
+    def kind(self) -> str:
+        return "anvil"
 
 
 # --- daemon diagnostics ---------------------------------------------------------------
@@ -309,7 +375,10 @@ class Diagnostic(NamedTuple):
     line: LogLine
     severity: str  # info, warning, error, fatal, panic
     text: str
-    kind = "diagnostic"
+
+    @property
+    def kind(self) -> str:
+        return "diagnostic"
 
 
 # --- Dovecot --------------------------------------------------------------------------
@@ -326,7 +395,10 @@ class DovecotLogin(NamedTuple):
     local_ip: str
     session: str = ""
     tls: bool = False
-    kind = "dovecot_login"
+
+    @property
+    def kind(self) -> str:
+        return "dovecot_login"
 
 
 class DovecotLoginFailed(NamedTuple):
@@ -340,7 +412,10 @@ class DovecotLoginFailed(NamedTuple):
     local_ip: str
     reason: str
     attempts: int | None = None
-    kind = "dovecot_login_failed"
+
+    @property
+    def kind(self) -> str:
+        return "dovecot_login_failed"
 
 
 class DovecotDisconnect(NamedTuple):
@@ -351,7 +426,10 @@ class DovecotDisconnect(NamedTuple):
     user: str
     remote_ip: str
     reason: str
-    kind = "dovecot_disconnect"
+
+    @property
+    def kind(self) -> str:
+        return "dovecot_disconnect"
 
 
 class DovecotAuthFailure(NamedTuple):
@@ -362,7 +440,10 @@ class DovecotAuthFailure(NamedTuple):
     user: str
     remote_ip: str
     reason: str
-    kind = "dovecot_auth_failure"
+
+    @property
+    def kind(self) -> str:
+        return "dovecot_auth_failure"
 
 
 class DovecotSession(NamedTuple):
@@ -372,7 +453,10 @@ class DovecotSession(NamedTuple):
     protocol: str
     user: str
     text: str
-    kind = "dovecot_session"
+
+    @property
+    def kind(self) -> str:
+        return "dovecot_session"
 
 
 # --- everything else ---------------------------------------------------------------
@@ -382,7 +466,10 @@ class Unparsed(NamedTuple):
     """A line no pattern claimed; counted per program, never an error."""
 
     line: LogLine
-    kind = "unparsed"
+
+    @property
+    def kind(self) -> str:
+        return "unparsed"
 
 
 Event = (
@@ -448,4 +535,6 @@ EVENT_TYPES: tuple[type, ...] = (
     DovecotSession,
     Unparsed,
 )
-EVENT_KINDS: dict[str, type] = {cls.kind: cls for cls in EVENT_TYPES}  # type: ignore[attr-defined]
+# event type -> its kind, for counting by type (each ``kind`` getter ignores its instance)
+KIND_OF: dict[type, str] = {cls: cls.kind.fget(None) for cls in EVENT_TYPES}  # type: ignore[attr-defined]
+EVENT_KINDS: dict[str, type] = {kind: cls for cls, kind in KIND_OF.items()}

@@ -1,0 +1,101 @@
+"""The parser: one framed :class:`~postwatch.records.LogLine` -> one typed event.
+
+::
+
+    parser = Parser()                 # compiles everything once
+    event = parser(line)              # Connect, ClientAccepted, Delivery, ... or Unparsed
+    parser.pattern_name(line)         # "smtpd.client", ... or "unparsed"
+
+Records are routed on the program: Postfix (``postfix``, ``postfix/...``,
+``postfix-<instance>/...``) by daemon, Dovecot by process.  Anything no pattern claims
+comes back as :class:`~postwatch.parse.events.Unparsed`; the parser never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from postwatch.parse import postfix
+from postwatch.parse.dovecot import PROCESSES, PROGRAMS, parse_dovecot
+from postwatch.parse.events import Event, Unparsed
+from postwatch.records import LogLine
+
+__all__ = ["PATTERN_NAMES", "Parser", "program_family"]
+
+Claim = tuple[str, Event]
+
+PATTERN_NAMES: tuple[str, ...] = (
+    "smtpd.connect", "smtpd.disconnect", "smtpd.client", "smtpd.reject", "smtpd.milter",
+    "smtpd.proxy", "smtpd.connection_lost", "smtpd.sasl_failure", "smtpd.rate_limit",
+    "smtpd.hostname_mismatch", "smtpd.address_not_listed", "postfix.tls",
+    "postscreen.connect", "postscreen.verdict", "postscreen.reject", "anvil.statistics",
+    "cleanup.message_id", "cleanup.content_action", "cleanup.milter",
+    "qmgr.queue_active", "qmgr.removed", "qmgr.expired",
+    "delivery.status", "delivery.remote_reply", "bounce.notice", "pickup.uid",
+    "postsuper.operation", "postsuper.summary", "postfix.diagnostic", "postfix.notice",
+    "dovecot.login", "dovecot.login_failed", "dovecot.disconnect", "dovecot.auth_failure",
+    "dovecot.pam_failure", "dovecot.session", "dovecot.diagnostic",
+)  # fmt: skip
+"""Every named pattern; each has at least one annotated sample in fixtures/maillogs/samples."""
+
+_POSTFIX_INSTANCE = re.compile(r"postfix-[\w.-]+/").match
+_DOVECOT_PROGRAM = re.compile(r"([A-Za-z][A-Za-z0-9-]*)(?:\(.*\))?(?:<[^<>]*>)*\Z", re.DOTALL).match
+_REPEATED = re.compile(r"message repeated \d{1,9} times: \[ ?(.*)\]\Z", re.DOTALL).match
+_ROUTE_LIMIT = 1024
+
+
+def program_family(program: str) -> str:
+    """``"postfix"``, ``"dovecot"`` or ``""`` (another program) for a syslog tag."""
+    if program == "postfix" or program.startswith("postfix/") or _POSTFIX_INSTANCE(program):
+        return "postfix"
+    match = _DOVECOT_PROGRAM(program)
+    if match is not None and (match.group(1) in PROGRAMS or match.group(1) in PROCESSES):
+        return "dovecot"
+    return ""
+
+
+class Parser:
+    """Typed events from framed lines; build once, call per line."""
+
+    def __init__(self) -> None:
+        # program -> route; programs are few, the map is cleared if a stream invents many.
+        self._routes: dict[str, Callable[[LogLine], Claim | None]] = {}
+
+    def __call__(self, line: LogLine) -> Event:
+        """The event ``line`` says, or ``Unparsed(line)``."""
+        route = self._routes.get(line.program) or self._route(line.program)
+        claim = route(line)
+        return claim[1] if claim is not None else self._fallback(line, route)[1]
+
+    def pattern_name(self, line: LogLine) -> str:
+        """Which named pattern claims ``line`` (``"unparsed"`` when none does)."""
+        route = self._routes.get(line.program) or self._route(line.program)
+        claim = route(line)
+        return claim[0] if claim is not None else self._fallback(line, route)[0]
+
+    def _fallback(self, line: LogLine, route: Callable[[LogLine], Claim | None]) -> Claim:
+        repeated = _REPEATED(line.message)
+        if repeated is not None:  # rsyslog's "message repeated 2 times: [ original ]"
+            claim = route(line._replace(message=repeated.group(1)))
+            if claim is not None:
+                return claim
+        return "unparsed", Unparsed(line)
+
+    def _route(self, program: str) -> Callable[[LogLine], Claim | None]:
+        family = program_family(program)
+        route: Callable[[LogLine], Claim | None]
+        if family == "postfix":
+            route = postfix.route(program.rpartition("/")[2])
+        elif family == "dovecot":
+            route = parse_dovecot
+        else:
+            route = _no_route
+        if len(self._routes) >= _ROUTE_LIMIT:
+            self._routes.clear()
+        self._routes[program] = route
+        return route
+
+
+def _no_route(line: LogLine) -> Claim | None:
+    return None

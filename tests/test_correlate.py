@@ -1,0 +1,154 @@
+"""The correlator joins real log lines into messages and sessions, with bounded memory."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, timedelta
+
+import pytest
+from conftest import MAILLOGS
+
+from postwatch.correlate import Correlator
+from postwatch.parse import Parser
+from postwatch.parse.syslog import Framer
+from postwatch.records import Accepted, Completed, Delivered, SessionEnded
+
+CASES = sorted(path.stem for path in (MAILLOGS / "correlate").glob("*.log"))
+
+
+def correlate(text: str, correlator: Correlator | None = None) -> list:
+    framer, parser = Framer(tz=UTC, year=2026), Parser()
+    correlator = correlator or Correlator()
+    records = []
+    for raw in text.splitlines():
+        if raw and not raw.startswith("#"):
+            records += correlator.feed(parser(framer(raw)))
+    return records + correlator.close()
+
+
+def message_summary(message) -> dict:
+    return {
+        "host": message.host,
+        "queue_id": message.queue_id,
+        "service": message.service,
+        "client": f"{message.client_name}[{message.client_ip}]",
+        "sasl_username": message.sasl_username,
+        "pickup_uid": message.pickup_uid,
+        "sender": message.sender,
+        "nrcpt": message.nrcpt,
+        "message_id": message.message_id,
+        "outcomes": {o.recipient: o.status for o in message.outcomes},
+        "orig_queue_id": message.orig_queue_id,
+        "complete": message.complete,
+    }
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_messages(case):
+    """Every completed message of a real log matches its hand-checked golden record."""
+    text = (MAILLOGS / "correlate" / f"{case}.log").read_text()
+    golden = json.loads((MAILLOGS / "correlate" / f"{case}.golden.json").read_text())
+    records = correlate(text)
+    completed = [message_summary(r.message) for r in records if isinstance(r, Completed)]
+    accepted = [r.message.queue_id for r in records if isinstance(r, Accepted)]
+    assert completed == golden["completed"]
+    assert accepted == golden["accepted"]
+
+
+SUBMISSION = """\
+Nov 23 10:00:00 mx postfix/submission/smtpd[100]: connect from unknown[203.0.113.9]
+Nov 23 10:00:01 mx postfix/submission/smtpd[100]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6
+Nov 23 10:00:02 mx postfix/submission/smtpd[100]: 3F1A2B4C5D: client=unknown[203.0.113.9], sasl_method=LOGIN, sasl_username=victim@example.com
+Nov 23 10:00:02 mx postfix/cleanup[101]: 3F1A2B4C5D: message-id=<spam1@example.com>
+Nov 23 10:00:02 mx postfix/qmgr[102]: 3F1A2B4C5D: from=<victim@example.com>, size=900, nrcpt=2 (queue active)
+Nov 23 10:00:03 mx postfix/submission/smtpd[100]: disconnect from unknown[203.0.113.9] ehlo=1 auth=1/2 mail=1 rcpt=2 data=1 quit=1 commands=7/8
+Nov 23 10:00:04 mx postfix/smtp[103]: 3F1A2B4C5D: to=<a@example.net>, relay=mx.example.net[198.51.100.1]:25, delay=2, delays=0.1/0/1/0.9, dsn=4.7.0, status=deferred (host mx.example.net[198.51.100.1] said: 421 4.7.0 Try again later (in reply to end of DATA command))
+Nov 23 10:00:04 mx postfix/smtp[103]: 3F1A2B4C5D: to=<b@example.org>, relay=mx.example.org[198.51.100.2]:25, delay=2, delays=0.1/0/1/0.9, dsn=5.7.1, status=bounced (host mx.example.org[198.51.100.2] said: 550 5.7.1 Message rejected as spam (in reply to end of DATA command))
+"""
+
+
+def test_submission_session_and_message_are_joined():
+    """A SASL submission gives one Accepted, a Delivered per recipient and one ended session."""
+    records = correlate(SUBMISSION)
+    accepted = [r for r in records if isinstance(r, Accepted)]
+    delivered = [r for r in records if isinstance(r, Delivered)]
+    sessions = [r.session for r in records if isinstance(r, SessionEnded)]
+    assert len(accepted) == 1
+    message = accepted[0].message
+    assert (message.sasl_username, message.client_ip, message.nrcpt, message.service) == (
+        "victim@example.com",
+        "203.0.113.9",
+        2,
+        "postfix/submission",
+    )
+    assert [d.outcome.status for d in delivered] == ["deferred", "bounced"]
+    assert all(d.message.sasl_username == "victim@example.com" for d in delivered)
+    assert len(sessions) == 1
+    session = sessions[0]
+    assert (session.auth_failures, session.sasl_usernames, session.queue_ids) == (
+        1,
+        ("victim@example.com",),
+        ("3F1A2B4C5D",),
+    )
+    assert ("auth", 1, 2) in session.counters
+
+
+def test_reused_queue_id_starts_a_new_message():
+    """A second client= for a queue ID never merges two messages into one."""
+    text = SUBMISSION.splitlines()
+    again = [line.replace("10:00:0", "11:00:0").replace("victim@", "other@") for line in text]
+    records = correlate("\n".join(text + again))
+    accepted = [r.message.sasl_username for r in records if isinstance(r, Accepted)]
+    assert accepted == ["victim@example.com", "other@example.com"]
+
+
+CONTENT_FILTER = """\
+Nov 23 10:00:00 mx postfix/submission/smtpd[100]: 1111111111: client=unknown[203.0.113.9], sasl_method=PLAIN, sasl_username=victim@example.com
+Nov 23 10:00:00 mx postfix/qmgr[102]: 1111111111: from=<victim@example.com>, size=900, nrcpt=1 (queue active)
+Nov 23 10:00:01 mx postfix/smtpd[200]: 2222222222: client=localhost[127.0.0.1]
+Nov 23 10:00:01 mx postfix/qmgr[102]: 2222222222: from=<victim@example.com>, size=1200, nrcpt=1 (queue active)
+Nov 23 10:00:01 mx postfix/smtp[103]: 1111111111: to=<a@example.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=1, delays=0.1/0/0/0.9, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 2222222222)
+Nov 23 10:00:01 mx postfix/qmgr[102]: 1111111111: removed
+Nov 23 10:00:02 mx postfix/smtp[104]: 2222222222: to=<a@example.net>, relay=mx.example.net[198.51.100.1]:25, delay=1, delays=0.1/0/0/0.9, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 3333333333)
+Nov 23 10:00:02 mx postfix/qmgr[102]: 2222222222: removed
+"""
+
+
+def test_content_filter_hop_inherits_the_sasl_user():
+    """The re-injected hop of a local content filter carries the first hop's SASL user."""
+    records = correlate(CONTENT_FILTER)
+    second = [r for r in records if isinstance(r, Delivered) and r.message.queue_id == "2222222222"]
+    assert second and second[0].message.sasl_username == "victim@example.com"
+    assert second[0].message.orig_queue_id == "1111111111"
+
+
+def test_remote_queued_as_links_nothing():
+    """A remote MX's 'queued as ID' never links one of our messages to another."""
+    records = correlate(
+        SUBMISSION.replace(
+            "status=bounced (host", "status=sent (250 2.0.0 Ok: queued as 4A4A4A4A4A) (host"
+        )
+        + "Nov 23 10:01:00 mx postfix/smtpd[300]: 4A4A4A4A4A: client=other.example[198.51.100.77]\n"
+        "Nov 23 10:01:00 mx postfix/qmgr[102]: 4A4A4A4A4A: from=<x@other.example>, size=1, nrcpt=1 (queue active)\n"
+    )
+    later = [
+        r.message for r in records if isinstance(r, Accepted) and r.message.queue_id == "4A4A4A4A4A"
+    ]
+    assert later and later[0].sasl_username == "" and later[0].orig_queue_id == ""
+
+
+def test_stale_messages_and_sessions_expire():
+    """A message without 'removed' and a session without 'disconnect' leave memory after the TTL."""
+    correlator = Correlator(message_ttl=timedelta(hours=1), session_ttl=timedelta(minutes=10))
+    head = "\n".join(SUBMISSION.splitlines()[:5])  # no disconnect, no removed
+    correlate_records = []
+    framer, parser = Framer(tz=UTC, year=2026), Parser()
+    for raw in head.splitlines():
+        correlate_records += correlator.feed(parser(framer(raw)))
+    assert correlator.messages and correlator.sessions
+    later = framer("Nov 23 12:00:00 mx postfix/smtpd[999]: connect from a.example[198.51.100.3]")
+    flushed = correlator.feed(parser(later))
+    assert not correlator.messages.get(("mx", "3F1A2B4C5D"))
+    assert ("mx", 100) not in correlator.sessions
+    incomplete = [r.message for r in flushed if isinstance(r, Completed)]
+    assert [m.queue_id for m in incomplete] == ["3F1A2B4C5D"] and not incomplete[0].complete
