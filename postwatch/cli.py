@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from postwatch import __version__
+from postwatch.actions.commands import COMMANDS as ACTION_COMMANDS
 from postwatch.audit.command import audit_command
 from postwatch.errors import PostwatchError, UsageError
 from postwatch.pipeline import Pipeline
@@ -169,9 +170,8 @@ def _render_summary(tally: Tally) -> str:
     return "\n".join(out)
 
 
-cli.add_command(audit_command)
-cli.add_command(watch_command)
-cli.add_command(status_command)
+for command in (audit_command, watch_command, status_command, *ACTION_COMMANDS):
+    cli.add_command(command)
 
 
 def main() -> None:

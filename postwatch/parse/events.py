@@ -535,6 +535,9 @@ EVENT_TYPES: tuple[type, ...] = (
     DovecotSession,
     Unparsed,
 )
-# event type -> its kind, for counting by type (each ``kind`` getter ignores its instance)
-KIND_OF: dict[type, str] = {cls: cls.kind.fget(None) for cls in EVENT_TYPES}  # type: ignore[attr-defined]
+# event type -> its kind, for counting by type (read off a blank instance of each)
+KIND_OF: dict[type, str] = {
+    cls: cls._make((None,) * len(cls._fields)).kind  # type: ignore[attr-defined]
+    for cls in EVENT_TYPES
+}
 EVENT_KINDS: dict[str, type] = {kind: cls for cls, kind in KIND_OF.items()}
