@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## make demo: replay the shipped sample log with the embedded defaults and show the findings
 demo: $(STAMP)
-	$(BIN)/postwatch replay --tz UTC fixtures/maillogs/demo/mail.log
+	$(BIN)/postwatch replay --year 2025 --tz UTC fixtures/maillogs/demo/mail.log
 
 ## make test: the whole suite, real Postfix/Dovecot/PostgreSQL/fail2ban components included
 test: $(STAMP) system-deps

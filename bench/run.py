@@ -1,0 +1,201 @@
+"""The benchmark runner (``make bench``): replay speed and memory against pflogsumm.
+
+Generates the benchmark log under ``.bench/`` (or reuses it when size and seed match), then
+runs each command ``--repeat`` times as a child process and reports the median wall time,
+lines per second, peak resident memory (the child's ``ru_maxrss`` from ``os.wait4``) and the
+ratio to pflogsumm's time:
+
+- ``postwatch replay --no-detect --json LOG``  parse + correlate
+- ``postwatch replay --json LOG``              everything, detection included
+- ``pflogsumm LOG``                            the classic report, when installed
+
+The parse + correlate replay also runs on a log a third as long: its peak memory should be
+about the same, showing that memory does not grow with the length of the log.
+A command that fails is reported with the tail of its error output; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from bench.generate import ensure
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_YEAR = "2025"  # the benchmark log's traditional stamps are in 2025, in UTC
+GNU_TIME = "/usr/bin/time"
+
+
+class Result(NamedTuple):
+    name: str
+    lines: int
+    walls: tuple[float, ...]
+    peak_rss_mb: float
+    error: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls) if self.walls else float("nan")
+
+
+def run_once(argv: Sequence[str]) -> tuple[float, float, int, str]:
+    """Run ``argv`` with stdout to /dev/null: (wall seconds, peak RSS MB, status, stderr).
+
+    The peak comes from GNU time's ``%M`` when ``/usr/bin/time`` exists: a child's
+    ``ru_maxrss`` also counts the memory of the process it was started from before ``exec``,
+    here this Python runner, which would hide anything smaller.  Without it, ``os.wait4``'s
+    figure is used and cannot go below the runner's own size.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        err_path = os.path.join(scratch, "stderr")
+        rss_path = os.path.join(scratch, "rss")
+        command = list(argv)
+        if os.access(GNU_TIME, os.X_OK):
+            command = [GNU_TIME, "-f", "%M", "-o", rss_path, *command]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+        ]
+        began = time.perf_counter()
+        try:
+            pid = os.posix_spawnp(command[0], command, dict(os.environ), file_actions=actions)
+        except OSError as exc:
+            return 0.0, 0.0, 127, f"{command[0]}: {exc.strerror}"
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - began
+        code = os.waitstatus_to_exitcode(status)
+        stderr = Path(err_path).read_text(encoding="utf-8", errors="replace")
+        peak_kib = float(usage.ru_maxrss)  # KiB on Linux
+        if os.path.exists(rss_path):
+            last = Path(rss_path).read_text(encoding="utf-8").strip().splitlines()[-1:]
+            if last and last[0].isdigit():
+                peak_kib = float(last[0])
+    return wall, peak_kib / 1024.0, code, stderr
+
+
+def measure(name: str, argv: Sequence[str], lines: int, repeat: int) -> Result:
+    """Run ``argv`` ``repeat`` times; stop at the first failure."""
+    walls: list[float] = []
+    peak = 0.0
+    for _ in range(repeat):
+        wall, rss, code, stderr = run_once(argv)
+        if code != 0:
+            tail = " | ".join(stderr.strip().splitlines()[-3:]) or "(no error output)"
+            return Result(
+                name, lines, tuple(walls), peak, f"exit status {code}: {' '.join(argv)}: {tail}"
+            )
+        walls.append(wall)
+        peak = max(peak, rss)
+        print(f"  {name}: {wall:.2f} s, {rss:.0f} MB", file=sys.stderr)
+    return Result(name, lines, tuple(walls), peak)
+
+
+def postwatch_command() -> list[str]:
+    """How to start postwatch: the virtualenv's script, else ``python -m postwatch``."""
+    script = Path(sys.executable).with_name("postwatch")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("postwatch")
+    return [found] if found else [sys.executable, "-m", "postwatch"]
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+def table(results: Sequence[Result], baseline: Result | None) -> str:
+    """The report: one row per command."""
+    header = (
+        f"{'command':<34} {'lines':>10} {'median s':>9} {'lines/s':>10} {'peak MB':>8} "
+        f"{'x pflogsumm':>11}"
+    )
+    rows = [header, "-" * len(header)]
+    for result in results:
+        if result.error:
+            rows.append(f"{result.name:<34} FAILED  {result.error}")
+            continue
+        rate = result.lines / result.median if result.median > 0 else float("nan")
+        comparable = (
+            baseline is not None
+            and not baseline.error
+            and baseline.median > 0
+            and baseline.lines == result.lines
+        )
+        ratio = f"{result.median / baseline.median:.2f}" if comparable and baseline else "-"
+        rows.append(
+            f"{result.name:<34} {result.lines:>10} {result.median:>9.2f} "
+            f"{rate:>10.0f} {result.peak_rss_mb:>8.0f} {ratio:>11}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--lines", type=int, default=1_500_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".bench")
+    args = parser.parse_args(argv)
+
+    print(f"generating (or reusing) the logs in {args.dir} ...", file=sys.stderr)
+    big = ensure(args.dir / f"bench-{args.lines}-{args.seed}.log", args.lines, args.seed)
+    small = ensure(
+        args.dir / f"bench-{args.lines // 3}-{args.seed}.log", args.lines // 3, args.seed
+    )
+    big_lines, small_lines = count_lines(big), count_lines(small)
+    postwatch = postwatch_command()
+    replay = [*postwatch, "replay", "--tz", "UTC", "--year", LOG_YEAR, "--no-progress"]
+    jobs: list[tuple[str, list[str], int]] = [
+        ("postwatch parse+correlate", [*replay, "--no-detect", "--json", str(big)], big_lines),
+        ("postwatch full (with detection)", [*replay, "--json", str(big)], big_lines),
+    ]
+    pflogsumm = shutil.which("pflogsumm")
+    if pflogsumm:
+        jobs.append(("pflogsumm", [pflogsumm, str(big)], big_lines))
+    else:
+        print("pflogsumm is not on PATH (Debian package pflogsumm): no baseline", file=sys.stderr)
+    jobs.append(
+        (
+            "postwatch parse+correlate, 1/3 log",
+            [*replay, "--no-detect", "--json", str(small)],
+            small_lines,
+        )
+    )
+
+    results = []
+    for name, command, lines in jobs:
+        print(f"running {name} x{args.repeat}", file=sys.stderr)
+        results.append(measure(name, command, lines, args.repeat))
+    baseline = next((result for result in results if result.name == "pflogsumm"), None)
+    print(table(results, baseline))
+    full, third = results[0], results[-1]
+    if not full.error and not third.error:
+        print(
+            f"\npeak memory, parse+correlate: {full.peak_rss_mb:.0f} MB on {big_lines} "
+            f"lines, {third.peak_rss_mb:.0f} MB on {small_lines} lines"
+        )
+    report: dict[str, Any] = {
+        "log": str(big),
+        "lines": big_lines,
+        "seed": args.seed,
+        "results": [{**result._asdict(), "median": result.median} for result in results],
+    }
+    (args.dir / "results.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return 1 if any(result.error for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
