@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage, config or input.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import tzinfo
@@ -17,13 +18,17 @@ import click
 from postwatch import __version__
 from postwatch.actions.commands import COMMANDS as ACTION_COMMANDS
 from postwatch.audit.command import audit_command
+from postwatch.clock import SystemClock
+from postwatch.config import load_settings
+from postwatch.configcheck import config_group
 from postwatch.errors import PostwatchError, UsageError
-from postwatch.pipeline import Pipeline
+from postwatch.pipeline import build_pipeline
 from postwatch.records import LogLine
+from postwatch.render import render_alerts, render_summary
+from postwatch.report import report_command
 from postwatch.sources.files import ReadStats, open_text, read_lines
 from postwatch.sources.journal import read_journal_json, run_journal
 from postwatch.status import status_command
-from postwatch.tally import Tally
 from postwatch.watch import watch_command
 
 
@@ -58,6 +63,25 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
 @click.option("--no-detect", is_flag=True, help="Parse and correlate only.")
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="POSTWATCH_CONFIG",
+    help="TOML config (thresholds, allowlists, store, actions).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="State database: learn from it and record into it (default: none, all in memory).",
+)
+@click.option(
+    "--learn",
+    is_flag=True,
+    help="Teach the baselines from these archives into the database; raise no alerts.",
+)
+@click.option("--act", is_flag=True, help="Carry out the configured actions (default: dry run).")
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr (default: when stderr is a terminal).",
@@ -73,6 +97,10 @@ def replay(
     journal_json: bool,
     as_json: bool,
     no_detect: bool,
+    config_path: str | None,
+    db_url: str | None,
+    learn: bool,
+    act: bool,
     progress: bool | None,
 ) -> None:
     """Read archived logs (plain, .gz, .bz2, .xz, - for stdin), oldest first, and summarise."""
@@ -80,19 +108,36 @@ def replay(
     lines = _open_sources(
         files, year, _zone(tz_name), journal, units, identifiers, since, journal_json, stats
     )
-    tally = Tally()
+    settings = load_settings(config_path)
+    db_url = db_url or os.environ.get("POSTWATCH_DB") or settings.store.url or None
+    if learn and not db_url:
+        raise UsageError("--learn needs a database to learn into: --db URL (or POSTWATCH_DB)")
     alerts: list[Any] = []
-    pipeline = Pipeline(tally=tally, on_alert=_json_out if as_json else alerts.append)
+    stages = build_pipeline(
+        settings,
+        clock=SystemClock(),
+        detect=not no_detect,
+        store_url=db_url,
+        use_store=db_url is not None,
+        learn=learn,
+        act=act,
+        on_alert=_json_out if as_json else alerts.append,
+    )
     if progress or (progress is None and sys.stderr.isatty()):
         lines = _with_progress(lines, stats)
-    pipeline.run(lines)
-    pipeline.close()
+    try:
+        stages.pipeline.run(lines)
+    finally:
+        stages.close()  # what was read is recorded, even when a later file fails
+    tally = stages.pipeline.tally
     if as_json:
         for record in tally.account_records():
             _json_out(record)
         _json_out(tally.totals_record())
     else:
-        click.echo(_render_summary(tally))
+        click.echo(render_summary(tally))
+        if not no_detect and not learn:
+            click.echo(render_alerts(alerts))
 
 
 def _open_sources(
@@ -144,33 +189,14 @@ def _with_progress(lines: Iterator[LogLine], stats: ReadStats) -> Iterator[LogLi
     sys.stderr.write(f"\r{count:,} lines{' ' * 40}\n")
 
 
-def _render_summary(tally: Tally) -> str:
-    out = [f"lines read: {tally.lines:,}", "", "events by kind:"]
-    for kind, count in sorted(tally.events.items(), key=lambda item: -item[1]):
-        out.append(f"  {kind:<22} {count:>10,}")
-    if tally.unparsed:
-        out += ["", "unparsed lines by program (share of that program's lines):"]
-        totals = tally.lines_by_program
-        for program, count in tally.unparsed.most_common():
-            share = f" ({count / totals[program]:.1%})" if program in totals else ""
-            out.append(f"  {program:<30} {count:>10,}{share}")
-    accounts = tally.account_records()
-    out += ["", "SASL users:"]
-    if not accounts:
-        out.append("  (none)")
-    else:
-        out.append(
-            f"  {'user':<40} {'messages':>9} {'rcpts':>7} {'IPs':>5} {'deferred':>9} {'bounced':>8}"
-        )
-        for acc in accounts:
-            out.append(
-                f"  {acc['subject']!s:<40.40} {acc['messages']:>9,} {acc['recipients']:>7,} "
-                f"{acc['distinct_ips']:>5} {acc['deferred']:>9,} {acc['bounced']:>8,}"
-            )
-    return "\n".join(out)
-
-
-for command in (audit_command, watch_command, status_command, *ACTION_COMMANDS):
+for command in (
+    audit_command,
+    watch_command,
+    status_command,
+    report_command,
+    config_group,
+    *ACTION_COMMANDS,
+):
     cli.add_command(command)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from postwatch.actions.settings import ActionsSettings, parse_actions
 from postwatch.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -32,17 +33,60 @@ WINDOW_SECONDS = (300, 3600, 86400)
 SEVERITIES = ("notice", "warning", "critical")
 
 DEFAULT_FREEMAIL = (
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.com.br",
-    "hotmail.com", "hotmail.fr", "hotmail.co.uk", "outlook.com", "live.com", "msn.com",
-    "aol.com", "icloud.com", "me.com", "mail.com", "gmx.com", "gmx.de", "gmx.net", "web.de",
-    "mail.ru", "yandex.ru", "yandex.com", "qq.com", "163.com", "126.com", "proton.me",
-    "protonmail.com", "zoho.com", "libero.it", "orange.fr", "free.fr", "laposte.net",
-    "t-online.de", "bol.com.br", "uol.com.br", "rediffmail.com", "seznam.cz", "wp.pl", "o2.pl",
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.fr",
+    "yahoo.com.br",
+    "hotmail.com",
+    "hotmail.fr",
+    "hotmail.co.uk",
+    "outlook.com",
+    "live.com",
+    "msn.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mail.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.ru",
+    "yandex.ru",
+    "yandex.com",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "proton.me",
+    "protonmail.com",
+    "zoho.com",
+    "libero.it",
+    "orange.fr",
+    "free.fr",
+    "laposte.net",
+    "t-online.de",
+    "bol.com.br",
+    "uol.com.br",
+    "rediffmail.com",
+    "seznam.cz",
+    "wp.pl",
+    "o2.pl",
 )
 # HELO names that mail clients never send but spam and brute-force software does.
+# ("localhost" is left out: PHP mailers on rented servers say it when sending real mail.)
 DEFAULT_RATWARE_HELOS = (
-    "ylmf-pc", "user", "admin", "administrator", "windows", "win", "pc", "test", "unknown",
-    "localhost", "localhost.localdomain", "example.com", "mail", "smtp",
+    "ylmf-pc",
+    "user",
+    "admin",
+    "administrator",
+    "windows",
+    "win",
+    "pc",
+    "test",
+    "unknown",
+    "example.com",
 )
 
 
@@ -103,12 +147,14 @@ class DetectSettings:
     # volume: a subject may always send up to the floor; above max(floor, factor x its
     # learned peak) it scores; above the ceiling it scores whatever its history says.
     floor: Limits = Limits((10, 30, 120), (40, 120, 500))
-    ceiling: Limits = Limits((300, 1500, 8000), (1500, 6000, 30000))
+    ceiling: Limits = Limits((2000, 5000, 20000), (5000, 15000, 50000))
     pickup_floor: Limits = Limits((15, 40, 150), (40, 150, 600))
-    pickup_ceiling: Limits = Limits((300, 1500, 8000), (1500, 6000, 30000))
+    pickup_ceiling: Limits = Limits((2000, 5000, 20000), (5000, 15000, 50000))
     baseline_factor: float = 3.0
     baseline_half_life: float = 30 * 86400.0
-    min_history: float = 86400.0  # an account's origins count as known after this much log
+    # how much log it takes to know a subject (origins confirmed, novelty judged) and, after a
+    # cold start with no stored state, how long volume only learns (the warm-up)
+    min_history: float = 86400.0
     # credential abuse, per client IP
     brute_failures: int = 10  # failures per hour that make an IP a brute forcer
     brute_usernames: int = 5  # distinct usernames tried per hour
@@ -160,6 +206,7 @@ class Settings:
     detect: DetectSettings = field(default_factory=DetectSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     geo: GeoSettings = field(default_factory=GeoSettings)
+    actions: ActionsSettings = field(default_factory=ActionsSettings)
     path: str = ""
 
 
@@ -175,8 +222,9 @@ class _Reader:
 
     def fail(self, message: str, *keys: str) -> ConfigError:
         keypath = (*self.where, *keys)
-        return ConfigError(message, path=self.path, line=find_key_line(self.text, keypath),
-                           key=".".join(keypath))
+        return ConfigError(
+            message, path=self.path, line=find_key_line(self.text, keypath), key=".".join(keypath)
+        )
 
     def sub(self, key: str) -> _Reader:
         value = self.get(key, {})
@@ -213,8 +261,7 @@ class _Reader:
         value = self.get(key, default)
         seconds = parse_duration(value)
         if seconds is None:
-            raise self.fail(f"must be a duration like 90, \"5m\", \"6h\" or \"2d\", not {value!r}",
-                            key)
+            raise self.fail(f'must be a duration like 90, "5m", "6h" or "2d", not {value!r}', key)
         return seconds
 
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -285,21 +332,37 @@ def _limits(reader: _Reader, base: Limits, *, lift_shorter: bool = False) -> Lim
         table.check_unknown()
         return out[0], out[1], out[2]
 
-    limits = Limits(per_window("messages", base.messages), per_window("recipients", base.recipients))
+    limits = Limits(
+        per_window("messages", base.messages), per_window("recipients", base.recipients)
+    )
     reader.check_unknown()
     return limits
 
 
 def _override(reader: _Reader, pattern: str, detect: DetectSettings) -> Override:
-    thresholds = (_thresholds(reader, detect.thresholds)
-                  if any(reader.has(k) for k in ("notice", "warning", "critical")) else None)
-    floor = (_limits(reader.sub("floor"), detect.floor, lift_shorter=True)
-             if reader.has("floor") else None)
-    ceiling = (_limits(reader.sub("ceiling"), detect.ceiling, lift_shorter=True)
-               if reader.has("ceiling") else None)
-    override = Override(pattern=pattern.lower(), allow=reader.boolean("allow", False),
-                        thresholds=thresholds, floor=floor, ceiling=ceiling,
-                        trusted_networks=reader.networks("trusted_networks"))
+    thresholds = (
+        _thresholds(reader, detect.thresholds)
+        if any(reader.has(k) for k in ("notice", "warning", "critical"))
+        else None
+    )
+    floor = (
+        _limits(reader.sub("floor"), detect.floor, lift_shorter=True)
+        if reader.has("floor")
+        else None
+    )
+    ceiling = (
+        _limits(reader.sub("ceiling"), detect.ceiling, lift_shorter=True)
+        if reader.has("ceiling")
+        else None
+    )
+    override = Override(
+        pattern=pattern.lower(),
+        allow=reader.boolean("allow", False),
+        thresholds=thresholds,
+        floor=floor,
+        ceiling=ceiling,
+        trusted_networks=reader.networks("trusted_networks"),
+    )
     reader.check_unknown()
     return override
 
@@ -321,10 +384,12 @@ def parse_detect(reader: _Reader) -> DetectSettings:
         allow=tuple(item.lower() for item in reader.strings("allow")),
         evidence_hold=reader.duration("evidence_hold", base.evidence_hold),
         incident_quiet=reader.duration("incident_quiet", base.incident_quiet),
-        freemail_domains=frozenset(d.lower() for d in reader.strings(
-            "freemail_domains", DEFAULT_FREEMAIL)),
-        ratware_helos=frozenset(h.lower() for h in reader.strings(
-            "ratware_helos", DEFAULT_RATWARE_HELOS)),
+        freemail_domains=frozenset(
+            d.lower() for d in reader.strings("freemail_domains", DEFAULT_FREEMAIL)
+        ),
+        ratware_helos=frozenset(
+            h.lower() for h in reader.strings("ratware_helos", DEFAULT_RATWARE_HELOS)
+        ),
         baseline_factor=volume.number("baseline_factor", base.baseline_factor, minimum=1),
         baseline_half_life=volume.duration("baseline_half_life", base.baseline_half_life),
         floor=_limits(volume.sub("floor"), base.floor),
@@ -337,7 +402,7 @@ def parse_detect(reader: _Reader) -> DetectSettings:
         stuffing_usernames=auth.integer("stuffing_usernames", base.stuffing_usernames, minimum=1),
         stuffing_failures=auth.integer("stuffing_failures", base.stuffing_failures, minimum=1),
         account_fail_ips=auth.integer("account_fail_ips", base.account_fail_ips, minimum=1),
-        min_history=origins.duration("min_history", base.min_history),
+        min_history=reader.duration("min_history", base.min_history),
         travel_max_kmh=origins.number("travel_max_kmh", base.travel_max_kmh, minimum=1),
         travel_min_km=origins.number("travel_min_km", base.travel_min_km),
         login_maps=senders.paths("login_maps"),
@@ -346,9 +411,13 @@ def parse_detect(reader: _Reader) -> DetectSettings:
     for table in (auth, origins, volume, pickup, senders, thresholds):
         table.check_unknown()
     aliases = reader.sub("aliases")
-    settings = replace(settings, aliases={
-        login.lower(): frozenset(a.lower() for a in aliases.strings(login))
-        for login in aliases.data})
+    settings = replace(
+        settings,
+        aliases={
+            login.lower(): frozenset(a.lower() for a in aliases.strings(login))
+            for login in aliases.data
+        },
+    )
     providers = reader.get("providers", [])
     if not isinstance(providers, list):
         raise reader.fail("must be an array of tables [[detect.providers]]", "providers")
@@ -363,8 +432,10 @@ def parse_detect(reader: _Reader) -> DetectSettings:
         parsed_providers.append(Provider(name, entry.networks("networks")))
         entry.check_unknown()
     overrides_table = reader.sub("overrides")
-    overrides = tuple(_override(overrides_table.sub(pattern), pattern, settings)
-                      for pattern in overrides_table.data)
+    overrides = tuple(
+        _override(overrides_table.sub(pattern), pattern, settings)
+        for pattern in overrides_table.data
+    )
     reader.check_unknown()
     return replace(settings, providers=tuple(parsed_providers), overrides=overrides)
 
@@ -372,7 +443,8 @@ def parse_detect(reader: _Reader) -> DetectSettings:
 def _ints(reader: _Reader) -> tuple[int, ...]:
     value = reader.get("trusted_uids", [])
     if not isinstance(value, list) or not all(
-            isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value):
+        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
+    ):
         raise reader.fail("must be a list of uids (integers)", "trusted_uids")
     return tuple(value)
 
@@ -387,10 +459,12 @@ def parse_store(reader: _Reader) -> StoreSettings:
     if not isinstance(state_dir, str) or not state_dir:
         raise reader.fail("must be a directory path", "state_dir")
     settings = StoreSettings(
-        url=url, state_dir=Path(state_dir),
+        url=url,
+        state_dir=Path(state_dir),
         retention=reader.duration("retention", base.retention),
         batch_size=reader.integer("batch_size", base.batch_size, minimum=1),
-        flush_interval=reader.duration("flush_interval", base.flush_interval))
+        flush_interval=reader.duration("flush_interval", base.flush_interval),
+    )
     reader.check_unknown()
     return settings
 
@@ -398,8 +472,11 @@ def parse_store(reader: _Reader) -> StoreSettings:
 def parse_geo(reader: _Reader) -> GeoSettings:
     """The ``[geo]`` table."""
     base = GeoSettings()
-    settings = GeoSettings(mmdb=reader.paths("mmdb"), builtin=reader.boolean("builtin", True),
-                           cache_size=reader.integer("cache_size", base.cache_size, minimum=16))
+    settings = GeoSettings(
+        mmdb=reader.paths("mmdb"),
+        builtin=reader.boolean("builtin", True),
+        cache_size=reader.integer("cache_size", base.cache_size, minimum=16),
+    )
     reader.check_unknown()
     return settings
 
@@ -408,6 +485,7 @@ SECTION_PARSERS: dict[str, Callable[[_Reader], Any]] = {
     "detect": parse_detect,
     "store": parse_store,
     "geo": parse_geo,
+    "actions": parse_actions,
 }
 
 
@@ -446,8 +524,10 @@ def parse_settings(text: str, path: str = "<config>") -> Settings:
 # --- finding the line of a key -------------------------------------------------------
 
 _HEADER = re.compile(r"\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?\Z")
-_ASSIGN = re.compile(r"\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
-                     r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+_ASSIGN = re.compile(
+    r"\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+    r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
 _KEY_PART = re.compile(r"[A-Za-z0-9_-]+|\"([^\"]*)\"|'([^']*)'")
 
 
@@ -473,7 +553,7 @@ def find_key_line(text: str, keypath: tuple[str, ...]) -> int | None:
             if not assign:
                 continue
             candidate = (*table, *_split_key(assign.group(1)))
-            if len(candidate) < len(keypath) and _inline_has(line, keypath[len(candidate):]):
+            if len(candidate) < len(keypath) and _inline_has(line, keypath[len(candidate) :]):
                 candidate = keypath
         depth = len(candidate)
         if candidate == keypath[:depth] and depth > best_depth:

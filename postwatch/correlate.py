@@ -33,12 +33,13 @@ from postwatch.records import (
 )
 
 _FLUSH_EVERY = timedelta(minutes=5)
-_LOCAL_RELAY_MARKS = ("[127.", "[::1]", "[private/", "[public/")
+# Records are built without the NamedTuple constructor: every field, in order.
+_new = tuple.__new__
 
 
 def _is_local_relay(relay: str) -> bool:
     """A relay on this host (a content filter), e.g. ``127.0.0.1[127.0.0.1]:10024``."""
-    return any(mark in relay for mark in _LOCAL_RELAY_MARKS)
+    return "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
 
 
 class _MessageState:
@@ -102,30 +103,13 @@ class _MessageState:
         self.accepted = self.accepted or first_hop.accepted
 
     def freeze(self, complete: bool = True) -> Message:
-        return Message(
-            self.host,
-            self.queue_id,
-            self.service,
-            self.first_seen,
-            self.last_seen,
-            self.client_name,
-            self.client_ip,
-            self.sasl_method,
-            self.sasl_username,
-            self.sasl_sender,
-            self.pickup_uid,
-            self.sender,
-            self.size,
-            self.nrcpt,
-            self.message_id,
-            self.helo,
-            tuple(self.outcomes.values()),
-            self.session_pid,
-            self.orig_queue_id,
-            self.next_queue_id,
-            self.rejected,
-            complete,
-        )
+        return _new(Message, (
+            self.host, self.queue_id, self.service, self.first_seen, self.last_seen,
+            self.client_name, self.client_ip, self.sasl_method, self.sasl_username,
+            self.sasl_sender, self.pickup_uid, self.sender, self.size, self.nrcpt,
+            self.message_id, self.helo, tuple(self.outcomes.values()), self.session_pid,
+            self.orig_queue_id, self.next_queue_id, self.rejected, complete,
+        ))  # fmt: skip
 
 
 class _SessionState:
@@ -164,25 +148,12 @@ class _SessionState:
         counters: tuple[tuple[str, int, int], ...] = (),
         complete: bool = True,
     ) -> Session:
-        return Session(
-            self.host,
-            self.service,
-            self.pid,
-            self.started,
-            ended,
-            self.client_name,
-            self.client_ip,
-            self.tls,
-            self.auth_failures,
-            self.auth_successes,
-            tuple(self.sasl_usernames),
-            tuple(self.failed_usernames),
-            tuple(self.queue_ids),
-            self.rejects,
-            counters,
-            self.helo,
-            complete,
-        )
+        return _new(Session, (
+            self.host, self.service, self.pid, self.started, ended, self.client_name,
+            self.client_ip, self.tls, self.auth_failures, self.auth_successes,
+            tuple(self.sasl_usernames), tuple(self.failed_usernames), tuple(self.queue_ids),
+            self.rejects, counters, self.helo, complete,
+        ))  # fmt: skip
 
 
 Handler = Callable[[object, list[Correlated]], None]
@@ -232,26 +203,26 @@ class Correlator:
         out: list[Correlated] = []
         if handler is not None:
             handler(event, out)
-            ts: datetime = event.line.ts  # type: ignore[attr-defined]
-            if self._next_flush is None:
+            ts: datetime = event[0][0]  # type: ignore[index]  # event.line.ts
+            next_flush = self._next_flush
+            if next_flush is None or ts >= next_flush:
                 self._next_flush = ts + _FLUSH_EVERY
-            elif ts >= self._next_flush:
-                self._next_flush = ts + _FLUSH_EVERY
-                self.expire(ts, out)
+                if next_flush is not None:
+                    self.expire(ts, out)
         return out
 
     def expire(self, now: datetime, out: list[Correlated]) -> None:
         """Flush messages and sessions that have been quiet longer than their TTL."""
         message_cutoff = now - self.message_ttl
         for key in [k for k, m in self.messages.items() if m.last_seen < message_cutoff]:
-            out.append(Completed(now, self.messages.pop(key).freeze(complete=False)))
+            out.append(_new(Completed, (now, self.messages.pop(key).freeze(False))))
             self.flushed_messages += 1
         for key in [k for k, (_, seen) in self._next_hops.items() if seen < message_cutoff]:
             del self._next_hops[key]
         session_cutoff = now - self.session_ttl
         for skey in [k for k, s in self.sessions.items() if s.last_seen < session_cutoff]:
             session = self.sessions.pop(skey)
-            out.append(SessionEnded(now, session.freeze(session.last_seen, complete=False)))
+            out.append(_new(SessionEnded, (now, session.freeze(session.last_seen, (), False))))
             self.flushed_sessions += 1
 
     def close(self, now: datetime | None = None) -> list[Correlated]:
@@ -270,12 +241,13 @@ class Correlator:
     # --- message helpers ---------------------------------------------------------------
 
     def _state(self, line: LogLine, queue_id: str) -> _MessageState:
-        key = (line.host, queue_id)
+        host, ts = line[1], line[0]  # line.host, line.ts
+        key = (host, queue_id)
         state = self.messages.get(key)
         if state is None:
-            state = self.messages[key] = _MessageState(line.host, queue_id, line.ts)
+            state = self.messages[key] = _MessageState(host, queue_id, ts)
         else:
-            state.last_seen = line.ts
+            state.last_seen = ts
         return state
 
     def _fresh(self, line: LogLine, queue_id: str, out: list[Correlated]) -> _MessageState:
@@ -283,7 +255,7 @@ class Correlator:
         key = (line.host, queue_id)
         old = self.messages.get(key)
         if old is not None and (old.client_ip or old.pickup_uid is not None or old.accepted):
-            out.append(Completed(line.ts, self.messages.pop(key).freeze(complete=False)))
+            out.append(_new(Completed, (line.ts, self.messages.pop(key).freeze(False))))
             self.flushed_messages += 1
         state = self._state(line, queue_id)
         link = self._next_hops.pop(key, None)
@@ -332,29 +304,24 @@ class Correlator:
     def _queue_active(self, event: ev.QueueActive, out: list[Correlated]) -> None:
         state = self._state(event.line, event.queue_id)
         state.sender, state.size, state.nrcpt = event.sender, event.size, event.nrcpt
-        if not state.accepted and state.has_origin:
+        if not state.accepted and (
+            state.client_ip or state.pickup_uid is not None or state.orig_queue_id
+        ):  # has_origin
             state.accepted = True
-            out.append(Accepted(event.line.ts, state.freeze(complete=False)))
+            out.append(_new(Accepted, (event.line.ts, state.freeze(False))))
 
     def _delivery(self, event: ev.Delivery, out: list[Correlated]) -> None:
-        line = event.line
-        state = self._state(line, event.queue_id)
-        previous = state.outcomes.get(event.recipient)
-        deferrals = previous.deferrals if previous is not None else 0
-        if event.status == "deferred":
+        line, queue_id, recipient, status, relay, dsn, _delay, reply, orig_to = event[:9]
+        state = self._state(line, queue_id)
+        outcomes = state.outcomes
+        previous = outcomes.get(recipient)
+        deferrals = previous[7] if previous is not None else 0  # previous.deferrals
+        if status == "deferred":
             deferrals += 1
-        outcome = Outcome(
-            event.recipient,
-            event.status,
-            event.relay,
-            event.dsn,
-            line.ts,
-            event.reply,
-            event.orig_to,
-            deferrals,
-        )
-        state.outcomes[event.recipient] = outcome
-        if event.queued_as and _is_local_relay(event.relay):
+        ts = line.ts
+        outcome = _new(Outcome, (recipient, status, relay, dsn, ts, reply, orig_to, deferrals))
+        outcomes[recipient] = outcome
+        if event.queued_as and _is_local_relay(relay):
             # a content filter on this host queued it anew; a remote MX's "queued as" is its own
             state.next_queue_id = event.queued_as
             next_hop = self.messages.get((line.host, event.queued_as))
@@ -362,7 +329,7 @@ class Correlator:
                 next_hop.inherit(state)
             else:
                 self._next_hops[(line.host, event.queued_as)] = (event.queue_id, line.ts)
-        out.append(Delivered(line.ts, state.freeze(complete=False), outcome))
+        out.append(_new(Delivered, (ts, state.freeze(False), outcome)))
 
     def _expired(self, event: ev.Expired, out: list[Correlated]) -> None:
         state = self._state(event.line, event.queue_id)
@@ -372,7 +339,7 @@ class Correlator:
         state = self.messages.pop((event.line.host, event.queue_id), None)
         if state is not None:
             state.last_seen = event.line.ts
-            out.append(Completed(event.line.ts, state.freeze()))
+            out.append(_new(Completed, (event.line.ts, state.freeze())))
 
     def _queue_operation(self, event: ev.QueueOperation, out: list[Correlated]) -> None:
         if event.operation == "removed" and event.queue_id:
@@ -391,7 +358,7 @@ class Correlator:
             # the queue file is deleted without a "removed" line
             state.rejected = True
             self.messages.pop((event.line.host, event.queue_id), None)
-            out.append(Completed(event.line.ts, state.freeze()))
+            out.append(_new(Completed, (event.line.ts, state.freeze())))
 
     # --- session helpers ---------------------------------------------------------------
 
@@ -408,7 +375,7 @@ class Correlator:
         key = (line.host, line.pid or 0)
         old = self.sessions.pop(key, None)
         if old is not None:
-            out.append(SessionEnded(line.ts, old.freeze(old.last_seen, complete=False)))
+            out.append(_new(SessionEnded, (line.ts, old.freeze(old.last_seen, (), False))))
             self.flushed_sessions += 1
         self.sessions[key] = _SessionState(line, event.client_name, event.client_ip)
 
@@ -417,9 +384,11 @@ class Correlator:
         session = self.sessions.pop((line.host, line.pid or 0), None)
         if session is None:
             session = _SessionState(line, event.client_name, event.client_ip)
-            out.append(SessionEnded(line.ts, session.freeze(line.ts, event.counters, False)))
+            out.append(
+                _new(SessionEnded, (line.ts, session.freeze(line.ts, event.counters, False)))
+            )
             return
-        out.append(SessionEnded(line.ts, session.freeze(line.ts, event.counters)))
+        out.append(_new(SessionEnded, (line.ts, session.freeze(line.ts, event.counters))))
 
     def _sasl_failure(self, event: ev.SaslFailure, out: list[Correlated]) -> None:
         session = self._session(event.line)

@@ -32,6 +32,25 @@ log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 BUILTIN_DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"
+# Never foreign: private (RFC 1918, ULA), carrier-grade NAT, link-local, unspecified.
+# Documentation ranges (192.0.2.0/24, 2001:db8::/32 ...) are left foreign on purpose: they
+# never reach a real server, and examples and tests use them as outside clients.
+LOCAL_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -53,15 +72,26 @@ class GeoInfo(NamedTuple):
 class Geo:
     """Look up IP addresses; build once, share between stages."""
 
-    def __init__(self, *, mmdb: Sequence[str | Path] = (), builtin: bool = True,
-                 trusted_networks: Iterable[IPNetwork] = (),
-                 providers: Iterable[tuple[str, Iterable[IPNetwork]]] = (),
-                 cache_size: int = 65536) -> None:
+    def __init__(
+        self,
+        *,
+        mmdb: Sequence[str | Path] = (),
+        builtin: bool = True,
+        trusted_networks: Iterable[IPNetwork] = (),
+        providers: Iterable[tuple[str, Iterable[IPNetwork]]] = (),
+        cache_size: int = 65536,
+    ) -> None:
         self._mmdb_paths = [Path(path) for path in mmdb]
         self._readers: list[Any] | None = None
         self._builtin_wanted = builtin
         self._builtin: Any = None
         self._trusted = tuple(trusted_networks)
+        # (first, last) address numbers of local networks, per IP version: cheap to test
+        self._local_ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for net in LOCAL_NETWORKS + self._trusted:
+            self._local_ranges[net.version].append(
+                (int(net.network_address), int(net.broadcast_address))
+            )
         self._providers = tuple((name, tuple(nets)) for name, nets in providers)
         self.lookup = functools.lru_cache(maxsize=cache_size)(self._lookup)
         self._country_points: dict[str, list[tuple[float, float]]] | None = None
@@ -70,9 +100,13 @@ class Geo:
     @classmethod
     def from_settings(cls, geo: Any, detect: Any) -> Geo:
         """A Geo from ``GeoSettings`` and ``DetectSettings`` (trusted networks, providers)."""
-        return cls(mmdb=geo.mmdb, builtin=geo.builtin, cache_size=geo.cache_size,
-                   trusted_networks=detect.trusted_networks,
-                   providers=[(p.name, p.networks) for p in detect.providers])
+        return cls(
+            mmdb=geo.mmdb,
+            builtin=geo.builtin,
+            cache_size=geo.cache_size,
+            trusted_networks=detect.trusted_networks,
+            providers=[(p.name, p.networks) for p in detect.providers],
+        )
 
     def open(self) -> None:
         """Open the configured mmdb files now (else on first use); errors name the file."""
@@ -87,8 +121,9 @@ class Geo:
             except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
                 for reader in readers:
                     reader.close()
-                raise ConfigError(f"cannot open MaxMind database: {exc}", path=str(path),
-                                  key="geo.mmdb") from exc
+                raise ConfigError(
+                    f"cannot open MaxMind database: {exc}", path=str(path), key="geo.mmdb"
+                ) from exc
         self._readers = readers
 
     def close(self) -> None:
@@ -105,23 +140,32 @@ class Geo:
             return GeoInfo(ip, netblock=ip, valid=False)
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
+        number = int(address)
         if address.version == 4:
-            netblock = str(ipaddress.IPv4Network((int(address) & 0xFFFFFF00, 24)))
+            text = str(address)
+            netblock = text[: text.rfind(".")] + ".0/24"
         else:
-            netblock = str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
-        if (address.is_private or address.is_loopback or address.is_link_local
-                or address.is_unspecified or address.is_multicast or address.is_reserved
-                or any(address in net for net in self._trusted)):
+            netblock = str(ipaddress.IPv6Network((number >> 80 << 80, 48)))
+        if any(low <= number <= high for low, high in self._local_ranges[address.version]):
             return GeoInfo(str(address), netblock=netblock, local=True)
-        provider = next((name for name, nets in self._providers
-                         if any(address in net for net in nets)), "")
+        provider = next(
+            (name for name, nets in self._providers if any(address in net for net in nets)), ""
+        )
         fields: dict[str, Any] = {}
         self._from_mmdb(str(address), fields)
         if self._builtin_wanted and ("country" not in fields or "asn" not in fields):
             self._from_builtin(str(address), fields)
-        return GeoInfo(str(address), fields.get("country", ""), fields.get("asn", ""),
-                       fields.get("network", ""), netblock, False, provider,
-                       fields.get("latitude"), fields.get("longitude"))
+        return GeoInfo(
+            str(address),
+            fields.get("country", ""),
+            fields.get("asn", ""),
+            fields.get("network", ""),
+            netblock,
+            False,
+            provider,
+            fields.get("latitude"),
+            fields.get("longitude"),
+        )
 
     def _from_mmdb(self, ip: str, fields: dict[str, Any]) -> None:
         if self._readers is None:
@@ -133,7 +177,7 @@ class Geo:
                 continue
             if not isinstance(record, dict):
                 continue
-            country = (record.get("country") or record.get("registered_country") or {})
+            country = record.get("country") or record.get("registered_country") or {}
             code = country.get("iso_code") if isinstance(country, dict) else None
             if code and "country" not in fields:
                 fields["country"] = str(code).upper()
@@ -159,7 +203,7 @@ class Geo:
         code = result.country_code or ""
         if len(code) == 2 and code.isalpha() and "country" not in fields:
             fields["country"] = code.upper()
-        if result.asn_name and "asn" not in fields:
+        if result.asn_name and result.asn_name != "IANA.ORG" and "asn" not in fields:
             fields["asn"] = result.asn_name
             fields["network"] = result.asn_cidr or ""
 
@@ -167,8 +211,12 @@ class Geo:
 
     def distance_km(self, a: GeoInfo, b: GeoInfo) -> float | None:
         """A lower bound of the distance between two located addresses (None: unknown)."""
-        if (a.latitude is not None and a.longitude is not None and b.latitude is not None
-                and b.longitude is not None):
+        if (
+            a.latitude is not None
+            and a.longitude is not None
+            and b.latitude is not None
+            and b.longitude is not None
+        ):
             return haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
         if a.country and b.country:
             return self.country_distance(a.country, b.country)

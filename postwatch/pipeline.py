@@ -11,8 +11,9 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from postwatch.clock import Clock
 from postwatch.correlate import Correlator
 from postwatch.parse import Parser
 from postwatch.records import LogLine
@@ -105,3 +106,68 @@ class Pipeline:
                 line.program or "unframed",
                 exc,
             )
+
+
+class Stages(NamedTuple):
+    """What :func:`build_pipeline` made, for the caller to drive and close."""
+
+    pipeline: Pipeline
+    store: Any  # postwatch.store.Store | None
+    runner: Any  # postwatch.actions.runner.ActionRunner | None
+
+    def close(self) -> None:
+        """Flush the pipeline, then close the store."""
+        self.pipeline.close()
+        if self.store is not None:
+            self.store.close()
+
+
+def build_pipeline(
+    settings: Any,
+    *,
+    clock: Clock,
+    detect: bool = True,
+    store_url: str | None = None,
+    use_store: bool = True,
+    learn: bool = False,
+    act: bool = False,
+    on_alert: AlertSink | None = None,
+    host: str = "",
+) -> Stages:
+    """Wire geo, store, detector and actions from ``settings`` (``postwatch.config.Settings``).
+
+    ``use_store`` false keeps all state in memory; ``act`` false records what the actions
+    would do (dry run) without doing it.  Alerts go to ``on_alert`` first, then to the
+    action runner, which never raises.
+    """
+    from postwatch.actions.settings import build_runner
+    from postwatch.detect import Detector
+    from postwatch.geo import Geo
+    from postwatch.store import Store
+
+    if not detect:
+        return Stages(Pipeline(on_alert=on_alert), None, None)
+    store = Store.from_settings(settings.store, cli_url=store_url, host=host) if use_store else None
+    detect_settings = settings.detect
+    detector = Detector(
+        detect_settings, store, Geo.from_settings(settings.geo, detect_settings), clock, learn=learn
+    )
+    runner = None
+    sinks: list[AlertSink] = [on_alert] if on_alert is not None else []
+    if not learn:
+        runner = build_runner(
+            settings.actions,
+            clock=clock,
+            journal_url=store.url if store is not None else "",
+            dry_run=not act or settings.actions.dry_run,
+            allow=detect_settings.allow,
+            trusted_networks=detect_settings.trusted_networks,
+            aliases=detect_settings.aliases,
+        )
+        sinks.append(runner.on_alert)
+
+    def fan_out(alert: Any) -> None:
+        for sink in sinks:
+            sink(alert)
+
+    return Stages(Pipeline(detector=detector, on_alert=fan_out), store, runner)

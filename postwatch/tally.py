@@ -37,23 +37,46 @@ class AccountTally:
 
 
 class Tally:
-    """Counts for ``postwatch replay``'s summary."""
+    """Counts for ``postwatch replay``'s summary.
+
+    Events are counted once per (program, event type); the counts by type, by program and
+    of unparsed lines are read off that one map (programs and types are few).
+    """
 
     def __init__(self) -> None:
-        self.lines = 0
-        self.by_type: Counter[type] = Counter()
-        self.unparsed: Counter[str] = Counter()
-        self.lines_by_program: Counter[str] = Counter()
+        self._counts: dict[tuple[str, type], int] = {}
         self.accounts: dict[str, AccountTally] = {}
 
     def event(self, event: object) -> None:
-        self.lines += 1
-        cls = type(event)
-        self.by_type[cls] += 1
-        program = event.line.program or "(no program)"  # type: ignore[attr-defined]
-        self.lines_by_program[program] += 1
-        if cls is Unparsed:
-            self.unparsed[program] += 1
+        key = (event[0][2], type(event))  # type: ignore[index]  # (event.line.program, type)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+
+    @property
+    def lines(self) -> int:
+        return sum(self._counts.values())
+
+    @property
+    def by_type(self) -> Counter[type]:
+        counts: Counter[type] = Counter()
+        for (_program, cls), count in self._counts.items():
+            counts[cls] += count
+        return counts
+
+    @property
+    def lines_by_program(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (program, _cls), count in self._counts.items():
+            counts[program or "(no program)"] += count
+        return counts
+
+    @property
+    def unparsed(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (program, cls), count in self._counts.items():
+            if cls is Unparsed:
+                counts[program or "(no program)"] += count
+        return counts
 
     def record(self, record: object) -> None:
         cls = type(record)

@@ -144,6 +144,7 @@ class Watcher:
         commit_interval: float = 1.0,
         heartbeat_interval: float = 5.0,
         on_close: Callable[[], object] | None = None,
+        on_step: Callable[[], object] | None = None,
     ) -> None:
         self.sources = list(sources)
         self.pipeline = pipeline
@@ -157,6 +158,7 @@ class Watcher:
         self.commit_interval = commit_interval
         self.heartbeat_interval = heartbeat_interval
         self._on_close = on_close
+        self._on_step = on_step
         self.lines = 0
         self.state = "starting"
         self.config: dict[str, Any] = {}
@@ -221,11 +223,16 @@ class Watcher:
             self.notifier.status(self.status_line())
         self._busy = count > 0
         self.notifier.watchdog()
+        if self._on_step is not None:
+            self._on_step()  # due notifications and retries
         return count
 
     def commit(self) -> None:
         """Save every source's position with the state its lines produced, atomically."""
         positions = {source.key: source.position() for source in self.sources}
+        flush = getattr(self.pipeline.detector, "flush", None)
+        if flush is not None:
+            flush()  # the store is never behind the checkpoint
         self.checkpoint.save(positions, snapshot(self.pipeline))
         self._dirty = False
         self._last_commit = self.clock.monotonic()
@@ -458,6 +465,10 @@ def open_watch(
     help="TOML config file, reloaded on SIGHUP.",
 )
 @click.option(
+    "--db", "db_url", metavar="URL", help="State database (default: SQLite in the state dir)."
+)
+@click.option("--dry-run", is_flag=True, help="Record what the actions would do; do none of it.")
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Checkpoint and status folder (default: the config's [store] state_dir).",
@@ -493,6 +504,8 @@ def open_watch(
 )
 def watch_command(
     files: tuple[str, ...],
+    db_url: str | None,
+    dry_run: bool,
     journal: bool,
     units: tuple[str, ...],
     identifiers: tuple[str, ...],
@@ -506,7 +519,7 @@ def watch_command(
 ) -> None:
     """Follow live logs (or the journal) forever; alerts as JSON lines on stdout."""
     from postwatch.config import load_settings
-    from postwatch.tally import Tally
+    from postwatch.pipeline import build_pipeline
 
     if not files and not journal:
         raise UsageError("watch: give the log files to follow, or --journal")
@@ -519,10 +532,20 @@ def watch_command(
     def reload() -> None:
         current["settings"] = load_settings(config_path)  # a ConfigError keeps the old one
 
+    state = state_dir or settings.store.state_dir
+    clock = SystemClock()
+    if not (db_url or os.environ.get("POSTWATCH_DB") or settings.store.url):
+        db_url = f"sqlite:///{Path(state).absolute() / 'postwatch.db'}"
+        Path(state).mkdir(parents=True, exist_ok=True, mode=0o700)
+    stages = build_pipeline(
+        settings, clock=clock, store_url=db_url, act=not dry_run, on_alert=_print_alert
+    )
+    if stages.runner is not None:
+        stages.runner.recover()  # finish what a crash left half done
     watcher = open_watch(
         files,
-        state_dir=state_dir or settings.store.state_dir,
-        pipeline=Pipeline(tally=Tally(), on_alert=_print_alert),
+        state_dir=state,
+        pipeline=stages.pipeline,
         tz=_zone(tz_name),
         journal=JournalOptions(units, identifiers) if journal else None,
         from_start=from_start,
@@ -531,6 +554,7 @@ def watch_command(
         poll_interval=poll_interval,
         commit_interval=commit_interval,
         batch_lines=batch_lines,
+        on_step=stages.runner.tick if stages.runner is not None else None,
     )
     watcher.config = {"path": config_path or ""}
     waker = Waker()
@@ -539,6 +563,7 @@ def watch_command(
         watcher.run(waker.wait)
     finally:
         waker.close()
+        stages.close()
 
 
 def _zone(name: str | None) -> tzinfo | None:

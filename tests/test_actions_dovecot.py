@@ -8,18 +8,14 @@ postwatch SASL access map, configured exactly as the documentation says.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
 import smtplib
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import require_program
+from system.dovecot_instance import DovecotInstance
 from system.postfix_instance import PostfixInstance, free_port, wait_for
 
 from postwatch.actions.dovecot import DovecotDeny
@@ -31,99 +27,12 @@ pytestmark = pytest.mark.system
 USERS = {"alice@example.com": "alice-secret", "bob@example.com": "bob-secret"}
 
 
-class DovecotInstance:
-    """A private Dovecot: auth only, deny passdb first, sockets in its own base_dir."""
-
-    def __init__(self, dovecot: str, doveadm: str) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="postwatch-dovecot-"))
-        self.root.chmod(0o755)
-        self.dovecot, self.doveadm = dovecot, doveadm
-        self.config = self.root / "dovecot.conf"
-        self.deny = self.root / "deny"
-        self.auth_socket = self.root / "auth-postfix"
-        self.log = self.root / "dovecot.log"
-        self.deny.write_text("")
-        (self.root / "users").write_text(
-            "".join(f"{user}:{{PLAIN}}{password}\n" for user, password in USERS.items())
-        )
-        self.config.write_text(f"""\
-base_dir = {self.root}/run
-state_dir = {self.root}/state
-instance_name = postwatch-test-{os.getpid()}
-protocols =
-listen = 127.0.0.1
-log_path = {self.log}
-ssl = no
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_cache_size = 1M
-passdb {{
-  driver = passwd-file
-  args = {self.deny}
-  deny = yes
-}}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {self.root}/users
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={self.root}/home/%u
-}}
-service auth {{
-  unix_listener {self.auth_socket} {{
-    mode = 0666
-  }}
-}}
-""")
-
-    def start(self) -> None:
-        # Dovecot forks into the background: give it no pipe to hold open.
-        with (self.root / "startup.err").open("w") as errors:
-            subprocess.run(
-                [self.dovecot, "-c", str(self.config)],
-                check=True,
-                timeout=60,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
-        wait_for(lambda: (self.root / "run" / "auth-master").exists(), what="dovecot auth")
-
-    def stop(self) -> None:
-        pid_file = self.root / "run" / "master.pid"
-        pid = int(pid_file.read_text()) if pid_file.exists() else None
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(
-                [self.doveadm, "-c", str(self.config), "stop"], timeout=60, capture_output=True
-            )
-        if pid is not None:
-            try:
-                wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="dovecot to exit")
-            except AssertionError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def auth_ok(self, user: str) -> bool:
-        """``doveadm auth test``: whether Dovecot accepts the user's password now."""
-        result = subprocess.run(
-            [self.doveadm, "-c", str(self.config), "auth", "test", user, USERS[user]],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return result.returncode == 0
-
-    def backend(self) -> DovecotDeny:
-        return DovecotDeny(self.deny, doveadm=self.doveadm, config=self.config)
-
-
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[DovecotInstance]:
     instance = DovecotInstance(
         require_program("dovecot", "/usr/sbin/dovecot"),
         require_program("doveadm", "/usr/bin/doveadm"),
+        users=USERS,
     )
     try:
         instance.start()

@@ -28,6 +28,8 @@ from postwatch.parse.events import (
 from postwatch.records import LogLine
 
 Claim = tuple[str, Event]
+# Events are built without the NamedTuple constructor: every field, in order.
+_new = tuple.__new__
 
 PROGRAMS = frozenset({"dovecot", "dovecot-auth", "auth", "auth-worker", "deliver", "lda"})
 PROCESSES = frozenset({
@@ -56,9 +58,15 @@ _AUTH_FAILURES = (
 # "imap-login", "auth-worker(24544)", "imap(user)<123><session>", "lmtp(9529, user)",
 # "auth(user,192.0.2.1,sasl:login)<session>": the process, then what is in parentheses.
 _component = re.compile(r"([A-Za-z][A-Za-z0-9-]*)(?:\((.*?)\))?((?:<[^<>]*>)*)\Z").match
-_rip = re.compile(r"(?:^|[ ,])rip=([0-9A-Fa-f:.]+)").finditer
-_lip = re.compile(r"(?:^|[ ,])lip=([0-9A-Fa-f:.]+)").search
-_user_head = re.compile(r"(.*?)>?(?:, PID=\d+)?(?:, method=([\w-]+))?,?\s*\Z", re.DOTALL).match
+# component -> (process, in parentheses): components repeat (lmtp(pid), imap(user)); ("", "")
+# for one that is no known process.  Cleared when full.
+_COMPONENTS: dict[str, tuple[str, str]] = {}
+COMPONENTS_LIMIT = 4096
+MEMO_KEY_LENGTH = 200  # longer components (client text) are split every time
+_address_run = re.compile(r"[0-9A-Fa-f:.]+").match
+# What may follow the user name: ">", ", PID=N", ", method=M", ",", blanks (read from the right).
+_pid_field = re.compile(r", PID=\d+\Z").search
+_method_value = re.compile(r"[\w-]+\Z").search
 _attempts = re.compile(r"(\d{1,15}) (?:authentication )?attempts").search
 _session = re.compile(r"session=<([^<>]*)>").search
 _passdb = re.compile(r"([a-z][a-z0-9-]*)\(([^()]*)\): (.*)\Z", re.DOTALL).match
@@ -81,19 +89,33 @@ def split_process(line: LogLine, nested: bool = False) -> tuple[str, str, str, s
         component, body = (message[:colon], message[colon + 2 :]) if colon > 0 else ("", "")
     else:
         component, body = line.program, message
-    match = _component(component)
-    if match is None or match.group(1) not in PROCESSES:
+    known = _COMPONENTS.get(component)
+    if known is None:
+        known = _process(component)
+        if len(component) <= MEMO_KEY_LENGTH:
+            if len(_COMPONENTS) >= COMPONENTS_LIMIT:
+                _COMPONENTS.clear()
+            _COMPONENTS[component] = known
+    process, in_parens = known
+    if not process:
         if level or message.startswith("Dovecot v"):  # the 1.x master names no process
             return "dovecot", "", level or "info", message
         return None
-    process, in_parens, _sessions = match.groups()
     if not level:
         level, body = _split_level(body)
     if process == "dovecot" and line.program == "dovecot" and not nested:
         inner = split_process(line._replace(message=body), nested=True)  # "dovecot: auth: ..."
         if inner is not None:
             return inner
-    return process, in_parens or "", level or "info", body
+    return process, in_parens, level or "info", body
+
+
+def _process(component: str) -> tuple[str, str]:
+    """``imap(user)<123><session>`` -> ``("imap", "user")``; ``("", "")`` for no known process."""
+    match = _component(component)
+    if match is None or match.group(1) not in PROCESSES:
+        return "", ""
+    return match.group(1), match.group(2) or ""
 
 
 def _split_level(text: str) -> tuple[str, str]:
@@ -125,8 +147,8 @@ def parse_dovecot(line: LogLine) -> Claim | None:
         if user.isdigit():  # lmtp(9529): the process ID, no user yet
             user = ""
         shown = text if level == "info" else f"{level.capitalize()}: {text}"
-        return "dovecot.session", DovecotSession(line, process.lower(), user, shown)
-    return "dovecot.diagnostic", Diagnostic(line, level, text)
+        return "dovecot.session", _new(DovecotSession, (line, process.lower(), user, shown))
+    return "dovecot.diagnostic", _new(Diagnostic, (line, level, text))
 
 
 def login(line: LogLine, protocol: str, text: str) -> Claim | None:
@@ -138,32 +160,49 @@ def login(line: LogLine, protocol: str, text: str) -> Claim | None:
         if cut < 0:
             return None
         reason, fields = text[:cut], text[cut + 2 :]
-    rips = list(_rip(fields))
-    if not rips:
+    # the user name is client text: the remote IP is the last "rip=" field
+    rip = fields.rfind("rip=")
+    while rip >= 0:
+        if rip == 0 or fields[rip - 1] in " ,":
+            value = _address_run(fields, rip + 4)
+            if value is not None:
+                break
+        rip = fields.rfind("rip=", 0, rip)
+    else:
         return None
-    last = rips[-1]
-    remote_ip = last.group(1)
-    after = fields[last.end() :]
-    lip = _lip(after)
-    local_ip = lip.group(1) if lip else ""
-    user, method = _user_and_method(fields[: last.start()])
+    remote_ip = value.group()
+    after = fields[value.end() :]
+    local_ip = _first_field(after, "lip=")
+    user, method = _user_and_method(fields[: rip - 1] if rip else "")
     if not reason:
         session = _session(after)
-        return "dovecot.login", DovecotLogin(
+        return "dovecot.login", _new(DovecotLogin, (
             line, protocol, user, method, remote_ip, local_ip, session.group(1) if session else "",
             "TLS" in after or "secured" in after,
-        )  # fmt: skip
+        ))  # fmt: skip
     if (
         "auth failed" in reason
         or "authorization failed" in reason
         or ("authentication attempts" in reason)
     ):
         attempts = _attempts(reason)
-        return "dovecot.login_failed", DovecotLoginFailed(
+        return "dovecot.login_failed", _new(DovecotLoginFailed, (
             line, protocol, user, method, remote_ip, local_ip, reason,
             int(attempts.group(1)) if attempts else None,
-        )  # fmt: skip
-    return "dovecot.disconnect", DovecotDisconnect(line, protocol, user, remote_ip, reason)
+        ))  # fmt: skip
+    return "dovecot.disconnect", _new(DovecotDisconnect, (line, protocol, user, remote_ip, reason))
+
+
+def _first_field(text: str, key: str) -> str:
+    """The address of the first ``key`` field (at the start, or after a blank or comma)."""
+    at = text.find(key)
+    while at >= 0:
+        if at == 0 or text[at - 1] in " ,":
+            value = _address_run(text, at + len(key))
+            if value is not None:
+                return value.group()
+        at = text.find(key, at + 1)
+    return ""
 
 
 def _fields_start(text: str) -> int:
@@ -179,15 +218,37 @@ def _fields_start(text: str) -> int:
 def _user_and_method(head: str) -> tuple[str, str]:
     """``user=<u>, method=PLAIN, `` -> (u, PLAIN): the user runs to the last ``>``."""
     if not head.startswith("user="):
-        match = _user_head(head)
-        return "", (match.group(2) or "") if match else ""
+        return "", _split_user(head)[1]
     head = head[5:]
     if head.startswith("<"):
         head = head[1:]
-    match = _user_head(head)
-    if match is None:
-        return head, ""
-    return match.group(1), match.group(2) or ""
+    return _split_user(head)
+
+
+def _split_user(head: str) -> tuple[str, str]:
+    """``u>, PID=1, method=M, `` -> (u, M): the longest tail of those fields, from the right.
+
+    The tail is ``>``, ``, PID=N``, ``, method=M``, ``,`` and blanks, each optional, in that
+    order; each can only be read one way, so taking every one that is there, right to left,
+    finds the longest tail, and the user name is what is left before it.
+    """
+    end = len(head)
+    while end and head[end - 1].isspace():
+        end -= 1
+    if head[end - 1 : end] == ",":
+        end -= 1
+    method = ""
+    mark = head.rfind(", method=", 0, end)
+    if mark >= 0:
+        value = _method_value(head, mark + 9, end)
+        if value is not None and value.start() == mark + 9:
+            method, end = value.group(), mark
+    pid = _pid_field(head, 0, end)
+    if pid is not None:
+        end = pid.start()
+    if head[end - 1 : end] == ">":
+        end -= 1
+    return head[:end], method
 
 
 def auth_failure(line: LogLine, in_parens: str, text: str) -> Claim | None:

@@ -37,10 +37,15 @@ Claim = tuple[str, Event]
 _new = tuple.__new__
 
 _connect = re.compile(rf"connect from {CLIENT}\Z").match
-_disconnect = re.compile(
-    rf"disconnect from {CLIENT}((?: [\w-]+=\d{{1,15}}(?:/\d{{1,15}})?)*)\Z"
-).match
+# The counters after the client are checked on their own (they repeat from line to line).
+_disconnect = re.compile(rf"disconnect from {CLIENT}(.*)\Z").match
+_counters_tail = re.compile(r"(?: [\w-]+=\d{1,15}(?:/\d{1,15})?)*\Z").match
 _counter = re.compile(r"([\w-]+)=(\d{1,15})(?:/(\d{1,15}))?").findall
+# counter text -> counters: a few hundred distinct tails in a busy day's log; cleared when full
+_COUNTERS: dict[str, tuple[tuple[str, int, int], ...]] = {}
+COUNTERS_LIMIT = 4096
+COUNTERS_KEY_LENGTH = 200
+_TLS_STARTS = ("Anonymous TLS ", "Trusted TLS ", "Verified TLS ", "Untrusted TLS ", "TLS ")
 _client = re.compile(rf"client={CLIENT}").match
 # After the SASL login come, in this order, the MAIL FROM AUTH= sender (client text, one
 # SMTP token) and the XFORWARD origin of a re-injected message.
@@ -84,7 +89,11 @@ def parse_smtpd(line: LogLine) -> Claim | None:
     elif first == "d":
         match = _disconnect(message)
         if match is not None:
-            return "smtpd.disconnect", disconnect(line, match)
+            event = disconnect(line, match)
+            if event is not None:
+                return "smtpd.disconnect", event
+    elif message.startswith(_TLS_STARTS):  # no queue ID starts so
+        return tls_established(line, message)
     elif first == "w":
         return warning(line, message)
     elif first == "l" or first == "t":
@@ -111,14 +120,20 @@ def parse_smtpd(line: LogLine) -> Claim | None:
     return None
 
 
-def disconnect(line: LogLine, match: re.Match[str]) -> Disconnect:
+def disconnect(line: LogLine, match: re.Match[str]) -> Disconnect | None:
     """``disconnect from name[addr] ehlo=1 auth=0/1 commands=1/2`` (counters since 3.0)."""
     name, addr, _port, tail = match.groups()
-    counters: tuple[tuple[str, int, int], ...] = ()
-    if tail:
+    counters = _COUNTERS.get(tail)
+    if counters is None:
+        if _counters_tail(tail) is None:
+            return None
         counters = tuple(
             (command, int(ok), int(total or ok)) for command, ok, total in _counter(tail)
         )
+        if len(tail) <= COUNTERS_KEY_LENGTH:
+            if len(_COUNTERS) >= COUNTERS_LIMIT:
+                _COUNTERS.clear()
+            _COUNTERS[tail] = counters
     return _new(Disconnect, (line, name, addr, counters))
 
 
@@ -197,20 +212,20 @@ def milter_action(line: LogLine, queue_id: str, rest: str, match: re.Match[str])
     """``QID: milter-reject: END-OF-MESSAGE from name[addr]: 5.7.1 ...; from=<> to=<> ...``."""
     action, stage, name, addr, _port = match.groups()
     tail = split_tail(rest[match.end() :], MILTER_TAIL)
-    return MilterAction(
+    return _new(MilterAction, (
         line, queue_id, action, stage, name, addr, tail.head, tail.sender, tail.recipient,
         tail.proto, tail.helo,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def proxy(line: LogLine, message: str, match: re.Match[str]) -> Reject:
     """``proxy-accept: END-OF-MESSAGE: 250 2.0.0 Ok: queued as X; from=<> ...`` (no client)."""
     action, stage = match.groups()
     tail = split_tail(message[match.end() :], MILTER_TAIL)
-    return Reject(
+    return _new(Reject, (
         line, "", action, stage, "", "", tail.head, tail.sender, tail.recipient, tail.proto,
         tail.helo, "",
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def connection_lost(line: LogLine, message: str) -> Claim | None:
@@ -232,24 +247,28 @@ def warning(line: LogLine, message: str) -> Claim | None:
             reason, username = "aborted", ""
             if how == "failed":
                 reason, _, username = (text or "").partition(", sasl_username=")
-            return "smtpd.sasl_failure", SaslFailure(line, name, addr, mechanism, reason, username)
+            return "smtpd.sasl_failure", _new(
+                SaslFailure, (line, name, addr, mechanism, reason, username)
+            )
         return None
     if "limit exceeded" in message:
         match = _rate(message)
         if match is not None:
             limit, count, name, addr, _port, service = match.groups()
-            return "smtpd.rate_limit", RateLimit(line, limit, int(count), name, addr, service)
+            return "smtpd.rate_limit", _new(
+                RateLimit, (line, limit, int(count), name, addr, service)
+            )
         return None
     if message.startswith("warning: hostname "):
         match = _no_resolve(message)
         if match is not None:
             hostname, addr = match.groups()
-            return "smtpd.hostname_mismatch", HostnameMismatch(line, hostname, addr)
+            return "smtpd.hostname_mismatch", _new(HostnameMismatch, (line, hostname, addr))
         return None
     match = _not_listed(message)
     if match is not None:
         addr, listed, verified = match.groups()
-        return "smtpd.address_not_listed", HostnameMismatch(line, listed or verified, addr)
+        return "smtpd.address_not_listed", _new(HostnameMismatch, (line, listed or verified, addr))
     return None
 
 
@@ -266,4 +285,6 @@ def tls_established(line: LogLine, message: str) -> Claim | None:
     if match is None:
         return None
     trust, direction, name, addr, _port, protocol, cipher = match.groups()
-    return "postfix.tls", TlsEstablished(line, trust or "", direction, name, addr, protocol, cipher)
+    return "postfix.tls", _new(
+        TlsEstablished, (line, trust or "", direction, name, addr, protocol, cipher)
+    )

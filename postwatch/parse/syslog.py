@@ -41,7 +41,28 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\
 _ISO_PLAIN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:[.,]\d+)? ")
 _CACHE_LIMIT = 4096
 _new_line = tuple.__new__
+_HEAD_END = 16 + 200  # longer heads are not cached: framed by __call__
+_UNSPLIT = ("", "", None, False)  # a head the fast path leaves to __call__
 _SECONDS = [timedelta(seconds=second) for second in range(61)]  # 60: a leap second
+
+
+def _split_head(head: str) -> tuple[str, str, int | None, bool]:
+    """``host tag[pid]`` or ``host tag`` -> ``(host, program, pid, True)``, as ``__call__`` does.
+
+    ``head`` is what comes between a traditional stamp and the first ``": "``; the last item
+    is False when framing needs more than the head (no host, a tag with odd brackets or spaces).
+    """
+    host, space, tag = head.partition(" ")
+    if not space or host[-1:] == ":":
+        return _UNSPLIT
+    if tag[-1:] == "]":
+        program, _, pid_text = tag[:-1].partition("[")
+        if _is_pid(pid_text) and " " not in program:
+            return host, program, int(pid_text), True
+        return _UNSPLIT
+    if " " in tag:
+        return _UNSPLIT
+    return host, tag, None, True
 
 
 def _is_pid(text: str) -> bool:
@@ -62,6 +83,7 @@ class Framer:
         self._last_ts = EPOCH
         self._cache: dict[str, datetime] = {}
         self._minutes: dict[str, datetime] = {}
+        self._heads: dict[str, tuple[str, str, int | None, bool]] = {}
 
     # --- time ------------------------------------------------------------------------
 
@@ -167,21 +189,40 @@ class Framer:
         return LogLine(self._last_ts, "", "", None, text, origin, lineno)
 
     def frame_lines(self, texts: Iterable[str], origin: str = "") -> Iterator[LogLine]:
-        """Frame a stream of lines (numbered from 1): ``__call__`` with the hot path inlined."""
+        """Frame a stream of lines (numbered from 1): ``__call__`` with the hot path inlined.
+
+        Traditional lines take two caches: the stamp (per second) and the text between the
+        stamp and the first ``": "`` (``host tag[pid]``, per process), which
+        :meth:`_split_head` splits once.  Anything else goes through ``__call__``.
+        """
         cache_get = self._cache.get
+        heads = self._heads
+        head_get = heads.get
         new_line = _new_line
+        months = MONTHS
         frame = self.__call__
         for lineno, text in enumerate(texts, 1):
-            ts = cache_get(text[:15])
+            stamp = text[:15]
+            ts = cache_get(stamp)
+            if ts is None and text[15:16] == " ":
+                month = months.get(text[:3])
+                if month is not None:
+                    ts = self._traditional(stamp, month)
             if ts is not None:
-                host, _, tagged = text[16:].partition(" ")
-                tag, sep, message = tagged.partition(": ")
-                if sep and tag[-1:] == "]" and host[-1:] != ":":
-                    program, _, pid_text = tag[:-1].partition("[")
-                    if pid_text.isdigit() and len(pid_text) <= 10 and pid_text.isascii():
+                colon = text.find(": ", 16)
+                if 0 < colon <= _HEAD_END:
+                    head_text = text[16:colon]
+                    head = head_get(head_text)
+                    if head is None:
+                        head = _split_head(head_text)
+                        if len(heads) >= _CACHE_LIMIT:
+                            heads.clear()
+                        heads[head_text] = head
+                    if head[3]:
                         self._last_ts = ts
                         yield new_line(
-                            LogLine, (ts, host, program, int(pid_text), message, origin, lineno)
+                            LogLine,
+                            (ts, head[0], head[1], head[2], text[colon + 2 :], origin, lineno),
                         )
                         continue
             yield frame(text, lineno, origin)

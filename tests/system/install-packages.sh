@@ -2,7 +2,7 @@
 # Install the Debian packages that postwatch's real-component tests run: postfix (postmap,
 # postconf, postsuper, postqueue), dovecot-core (doveadm), fail2ban (fail2ban-regex),
 # postgresql (initdb, pg_ctl), systemd-journal-remote (journal files for journalctl) and
-# logrotate (rotation while following).
+# logrotate (rotation while following) and systemd (systemd-analyze verify of the unit).
 # Extra package names may be given as arguments (make bench asks for pflogsumm).
 # Their services are not started: the tests start private instances on loopback themselves.
 set -eu
@@ -18,6 +18,7 @@ want fail2ban test -x /usr/bin/fail2ban-regex
 want postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
 want systemd-journal-remote test -x /lib/systemd/systemd-journal-remote
 want logrotate test -x /usr/sbin/logrotate
+want systemd test -x /usr/bin/systemd-analyze
 for extra in "$@"; do
     want "$extra" sh -c "dpkg-query -W -f='\${Status}' $extra | grep -q 'install ok installed'"
 done

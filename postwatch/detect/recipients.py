@@ -1,0 +1,142 @@
+"""Recipient spread: how many domains a subject writes to, how many at freemail providers,
+and how many addresses it never wrote to before.
+
+Counted once per (message, recipient) from delivery records, over 1 h and 24 h:
+
+- ``recipient_domains``: from 10 distinct domains in 1 h (or 40 in 24 h): 10 points, plus
+  10 per doubling, at most 25;
+- ``freemail``: 70 % or more of at least 20 recipients (50 in 24 h) at freemail domains: 10;
+- ``new_recipients``: for a subject with a history of at least 20 known addresses, 80 % or
+  more never seen before, of at least 10 in 1 h (15 points) or 30 in 24 h (20 points), and
+  at least 30 points of percentage above its own usual share (a shop writes to new
+  customers every day: that is its normal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Set
+
+from postwatch.detect.alerts import Finding
+from postwatch.detect.profiles import recipient_hash
+from postwatch.detect.state import SubjectState
+from postwatch.detect.windows import Distinct, Windows
+
+SPANS = (3600.0, 86400.0)
+SPAN_NAMES = ("1h", "24h")
+MIN_KNOWN = 20
+
+
+class Spread:
+    """Recipient statistics of one subject: distinct domains, and (total, freemail, new)."""
+
+    __slots__ = ("counts", "domains_day", "domains_hour")
+
+    def __init__(self) -> None:
+        self.domains_hour = Distinct(SPANS[0], 5000)
+        self.domains_day = Distinct(SPANS[1], 20000)
+        self.counts = Windows(SPANS, 3, 60.0)
+
+
+def _spread_points(domains: int, base: int) -> int:
+    if domains < base:
+        return 0
+    return min(25, 10 + int(10 * math.log2(domains / base)))
+
+
+class RecipientSignal:
+    """Judges where a subject's mail goes."""
+
+    def __init__(self, freemail_domains: Set[str], min_history: float, half_life: float) -> None:
+        self.freemail_domains = freemail_domains
+        self.min_history = min_history
+        self.half_life = half_life
+
+    def on_recipient(
+        self, now: float, state: SubjectState, recipient: str, learning: bool, out: list[Finding]
+    ) -> None:
+        address = recipient.lower()
+        domain = address.rpartition("@")[2][:255]
+        profile = state.profile
+        known_before = len(profile.recipients)
+        is_new = profile.see_recipient(recipient_hash(address), now)
+        profile.count_recipient(is_new, now)
+        if learning:
+            return
+        spread = state.spread
+        if spread is None:
+            spread = state.spread = Spread()
+        new_domain = spread.domains_hour.add(now, domain) | spread.domains_day.add(now, domain)
+        judge_novelty = (
+            is_new and known_before >= MIN_KNOWN and profile.established(now, self.min_history)
+        )
+        usual = 0.0
+        if judge_novelty:
+            learned = profile.new_share(now, self.half_life)
+            usual = learned or 0.0
+            judge_novelty = usual <= 0.5
+        free = domain in self.freemail_domains
+        counts = spread.counts.add(now, 1, free, judge_novelty)
+        # only what this recipient changed is judged again: a new domain, a freemail
+        # address, an address never written to before
+        subject = state.subject
+        routine = state.routine
+        hour, day = len(spread.domains_hour), len(spread.domains_day)
+        points = max(_spread_points(hour, 10), _spread_points(day, 40)) if new_domain else 0
+        if points and state.due("recipient_domains", points, now, routine):
+            out.append(
+                Finding(
+                    subject,
+                    "recipient_domains",
+                    points,
+                    f"{hour} recipient domains in 1h, {day} in 24h",
+                    family=routine,
+                )
+            )
+        for index, minimum in ((0, 20), (1, 50)) if free else ():
+            total, freemail, _ = counts[index]
+            if total >= minimum and freemail >= 0.7 * total:
+                if state.due("freemail", 10, now, routine):
+                    out.append(
+                        Finding(
+                            subject,
+                            "freemail",
+                            10,
+                            f"{freemail} of {total} recipients at freemail providers "
+                            f"in {SPAN_NAMES[index]}",
+                            family=routine,
+                        )
+                    )
+                break
+        if not judge_novelty:
+            return
+        for index, minimum, points in ((1, 30, 20), (0, 10, 15)):
+            total, _, new = counts[index]
+            if new >= minimum and new >= max(0.8, usual + 0.3) * total:
+                if state.due("new_recipients", points, now, routine):
+                    out.append(
+                        Finding(
+                            subject,
+                            "new_recipients",
+                            points,
+                            f"{new} of {total} recipients in {SPAN_NAMES[index]} "
+                            "never written to before",
+                            family=routine,
+                        )
+                    )
+                break
+
+    @staticmethod
+    def totals(state: SubjectState, now: float) -> dict[str, int]:
+        spread = state.spread
+        if spread is None:
+            return {}
+        spread.domains_hour.advance(now)
+        spread.domains_day.advance(now)
+        counts = spread.counts.advance(now)
+        return {
+            "recipient_domains_1h": len(spread.domains_hour),
+            "recipient_domains_24h": len(spread.domains_day),
+            "freemail_recipients_24h": counts[1][1],
+            "new_recipients_24h": counts[1][2],
+        }

@@ -1,0 +1,138 @@
+"""The state database's tables, as of the newest migration (``migrations/versions``).
+
+::
+
+    subjects    (kind, name, scope) -> first/last seen, learned, last incident, host
+    baselines   (kind, name, scope, metric, span) -> peak, peak_at
+    origins     (account, kind, value) -> first/last seen, seen, confirmed, host
+    recipients  (account, digest) -> first/last seen          [revision 0002]
+    incidents   id -> subject, host, state, severity, score, opened/updated/closed, reasons,
+                evidence
+    alerts      id -> incident, ts, host, subject, severity, score, payload (the alert JSON)
+    actions     id -> incident, subject, action, state (started|done|failed), detail,
+                started/updated, host                     (the actions stage's journal)
+
+Times are UTC.  No raw log line is stored.  Several mail hosts may share one database:
+rows carry the host that wrote them, and an account's rows are shared by all hosts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+NAME = 320  # an address: 64 + 1 + 255
+HOST = 255
+
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("scope", String(HOST), primary_key=True, server_default=""),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("learned", Boolean, nullable=False, server_default="0"),
+    Column("last_incident", DateTime(timezone=True)),
+    Column("host", String(HOST), nullable=False, server_default=""),
+)
+
+baselines = Table(
+    "baselines",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("scope", String(HOST), primary_key=True, server_default=""),
+    Column("metric", String(16), primary_key=True),
+    Column("span", String(8), primary_key=True),
+    Column("peak", Float, nullable=False),
+    Column("peak_at", DateTime(timezone=True), nullable=False),
+)
+
+origins = Table(
+    "origins",
+    metadata,
+    Column("account", String(NAME), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(HOST), primary_key=True),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("seen", Integer, nullable=False, server_default="1"),
+    Column("confirmed", Boolean, nullable=False, server_default="0"),
+    Column("host", String(HOST), nullable=False, server_default=""),
+    Index("ix_origins_last_seen", "last_seen"),
+)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("account", String(NAME), primary_key=True),
+    Column("digest", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Index("ix_recipients_last_seen", "last_seen"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(HOST), nullable=False, server_default=""),
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject", String(NAME), nullable=False),
+    Column("scope", String(HOST), nullable=False, server_default=""),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("reasons", JSON, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Index("ix_incidents_state", "state"),
+    Index("ix_incidents_subject", "subject_kind", "subject"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("host", String(HOST), nullable=False, server_default=""),
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject", String(NAME), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_alerts_ts", "ts"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), index=True),
+    Column("subject_kind", String(16), nullable=False, server_default=""),
+    Column("subject", String(NAME), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("host", String(HOST), nullable=False, server_default=""),
+)

@@ -1,0 +1,559 @@
+"""The detector on hand-built records: abuse raises alerts, look-alikes raise nothing.
+
+Records are what the correlator emits (``Accepted``, ``Delivered``, ``SessionEnded``) and
+the parse events the detector reads (SASL and Dovecot failures, logins, rejects).  Client
+addresses are real public ranges that the bundled geoip2fast data places in the named
+country, so geography is exercised for real.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from postwatch.clock import SteppedClock
+from postwatch.config import DetectSettings, Limits, Override, Thresholds
+from postwatch.detect import Alert, Detector, Subject
+from postwatch.geo import Geo
+from postwatch.parse.events import DovecotLogin, DovecotLoginFailed, Reject, SaslFailure
+from postwatch.records import Accepted, Delivered, LogLine, Message, Outcome
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+HOME = ("p5b3a2c1d.dip0.t-ipconnect.de", "193.158.10.20")  # DE, Deutsche Telekom
+BRAZIL = ("unknown", "201.91.101.26")  # BR, Telefonica Brasil
+SPAIN_HOTEL = ("static.hotel.example.es", "80.58.61.250")  # ES, Telefonica de Espana
+FREEMAIL = ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "gmx.de")
+GEO = Geo()
+
+
+class Traffic:
+    """Feeds records to a detector and keeps every alert."""
+
+    def __init__(self, settings: DetectSettings | None = None, *, learn: bool = False) -> None:
+        self.detector = Detector(
+            settings or DetectSettings(hostnames=("mx.example.org",)),
+            None,
+            GEO,
+            SteppedClock(T0),
+            learn=learn,
+        )
+        self.alerts: list[Alert] = []
+        self.serial = 0
+
+    def feed(self, item: object) -> list[Alert]:
+        raised = self.detector.feed(item)
+        self.alerts += raised
+        return raised
+
+    def message(
+        self,
+        ts: datetime,
+        user: str,
+        client: tuple[str, str],
+        recipients: list[str],
+        *,
+        helo: str = "",
+        sender: str | None = None,
+        status: str = "sent",
+        reply: str = "250 2.0.0 Ok",
+        uid: int | None = None,
+        host: str = "mx",
+    ) -> list[Alert]:
+        self.serial += 1
+        message = Message(
+            host=host,
+            queue_id=f"{self.serial:05X}A{self.serial % 9}",
+            service="postfix/submission" if uid is None else "postfix",
+            first_seen=ts,
+            last_seen=ts,
+            client_name=client[0],
+            client_ip=client[1],
+            sasl_method="PLAIN" if user else "",
+            sasl_username=user,
+            pickup_uid=uid,
+            sender=user if sender is None else sender,
+            size=2100,
+            nrcpt=len(recipients),
+            helo=helo,
+        )
+        raised = self.feed(Accepted(ts, message))
+        for recipient in recipients:
+            outcome = Outcome(
+                recipient,
+                status,
+                "mx.remote.example[192.0.2.25]:25",
+                "2.0.0" if status == "sent" else "4.7.0",
+                ts,
+                reply,
+            )
+            raised += self.feed(Delivered(ts + timedelta(seconds=2), message, outcome))
+        return raised
+
+    def sasl_failure(self, ts: datetime, ip: str, user: str) -> list[Alert]:
+        line = LogLine(ts, "mx", "postfix/submission/smtpd", 4242, "warning: ...")
+        return self.feed(SaslFailure(line, "unknown", ip, "LOGIN", "authentication failure", user))
+
+    def imap_failure(self, ts: datetime, ip: str, user: str) -> list[Alert]:
+        line = LogLine(ts, "mx", "dovecot", None, "imap-login: Disconnected ...")
+        return self.feed(
+            DovecotLoginFailed(line, "imap", user, "PLAIN", ip, "203.0.113.25", "auth failed", 1)
+        )
+
+    def imap_login(self, ts: datetime, ip: str, user: str) -> list[Alert]:
+        line = LogLine(ts, "mx", "dovecot", None, "imap-login: Login: ...")
+        return self.feed(DovecotLogin(line, "imap", user, "PLAIN", ip, "203.0.113.25"))
+
+    def relay_denied(self, ts: datetime, ip: str) -> list[Alert]:
+        line = LogLine(ts, "mx", "postfix/smtpd", 4243, "NOQUEUE: reject: ...")
+        return self.feed(
+            Reject(
+                line,
+                "",
+                "reject",
+                "RCPT",
+                "unknown",
+                ip,
+                "454 4.7.1 <a@example.net>: Relay access denied",
+            )
+        )
+
+    def usual_week(
+        self,
+        user: str,
+        client: tuple[str, str],
+        *,
+        days: int = 7,
+        per_day: int = 6,
+        start: datetime = T0,
+    ) -> datetime:
+        """An ordinary week of one account: a few mails a day to a few friends."""
+        for day in range(days):
+            for index in range(per_day):
+                when = start + timedelta(days=day, hours=1 + index * 1.5)
+                self.message(
+                    when,
+                    user,
+                    client,
+                    [f"friend{index}@example.net"],
+                    helo="alice-laptop.example.org",
+                )
+        return start + timedelta(days=days)
+
+    def of(self, subject: str) -> list[Alert]:
+        return [alert for alert in self.alerts if alert.subject == subject]
+
+
+def learned(
+    user: str = "alice@example.org",
+    client: tuple[str, str] = HOME,
+    settings: DetectSettings | None = None,
+) -> tuple[Traffic, datetime]:
+    """A detector that learned a week of ``user``'s ordinary mail."""
+    traffic = Traffic(settings, learn=True)
+    end = traffic.usual_week(user, client)
+    traffic.detector.set_learning(False)
+    return traffic, end
+
+
+def spam_burst(
+    traffic: Traffic,
+    start: datetime,
+    count: int,
+    user: str = "alice@example.org",
+    client: tuple[str, str] = BRAZIL,
+    helo: str = "",
+) -> int | None:
+    """Send ``count`` spam messages; return how many went out up to the first alert."""
+    first = None
+    for index in range(count):
+        recipient = f"victim{index}@{FREEMAIL[index % len(FREEMAIL)]}"
+        raised = traffic.message(
+            start + timedelta(seconds=8 * index), user, client, [recipient], helo=helo
+        )
+        if raised and first is None:
+            first = index + 1
+    return first
+
+
+def test_alert_json_has_the_agreed_shape() -> None:
+    """to_json gives exactly the documented keys, ISO time with offset, and JSON types."""
+    traffic, start = learned()
+    spam_burst(traffic, start, 30, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI")
+    data = traffic.alerts[0].to_json()
+    assert set(data) == {
+        "type",
+        "ts",
+        "subject",
+        "subject_kind",
+        "severity",
+        "score",
+        "reasons",
+        "evidence",
+        "incident",
+        "host",
+    }
+    assert data["type"] == "alert" and data["subject_kind"] == "account"
+    assert data["ts"].endswith("+00:00")
+    assert data["severity"] in ("notice", "warning", "critical")
+    assert set(data["reasons"][0]) == {"signal", "detail", "points"}
+    assert data["score"] == sum(reason["points"] for reason in data["reasons"])
+    assert {"ips", "countries", "asns", "helos", "queue_ids", "counts"} <= set(data["evidence"])
+    assert data["evidence"]["countries"] == ["BR"]
+    assert data["host"] == "mx"
+    json.dumps(data)
+
+
+def test_stolen_password_burst_is_caught_within_ten_messages() -> None:
+    """A learned account spamming from a new country is alerted early and escalates."""
+    traffic, start = learned()
+    leaked = spam_burst(traffic, start, 60)
+    assert leaked is not None and leaked <= 10
+    severities = [alert.severity for alert in traffic.of("alice@example.org")]
+    assert severities[-1] == "critical"
+    assert len(severities) == len(set(severities)), "alerts only when the severity rises"
+    signals = {reason.signal for alert in traffic.alerts for reason in alert.reasons}
+    assert {"volume", "new_country", "new_asn", "no_rdns"} <= signals
+
+
+def test_random_helo_alone_with_a_new_place_alerts_at_once() -> None:
+    """The seed case: a random HELO from a never-seen country is enough for a notice."""
+    traffic, start = learned()
+    assert spam_burst(traffic, start, 3, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI") == 1
+
+
+def test_learning_raises_nothing_and_sets_the_baseline() -> None:
+    """Learning mode never alerts; the busy history it learns keeps later days quiet."""
+    traffic = Traffic(learn=True)
+    shop = ("mail.shop.example.de", "193.158.44.9")
+    for day in range(5):
+        for index in range(400):
+            when = T0 + timedelta(days=day, hours=6, seconds=20 * index)
+            traffic.message(when, "shop@example.org", shop, [f"c{day}x{index}@example.com"])
+    assert traffic.alerts == []
+    traffic.detector.set_learning(False)
+    for index in range(400):
+        when = T0 + timedelta(days=5, hours=6, seconds=20 * index)
+        traffic.message(when, "shop@example.org", shop, [f"c5x{index}@example.com"])
+    assert traffic.alerts == []
+
+
+def test_cold_start_warms_up_before_judging_volume() -> None:
+    """Without history, busy senders are learned for a day instead of alerted."""
+    traffic = Traffic()
+    assert traffic.detector.warming
+    server = ("mail.shop.example.de", "193.158.44.9")
+    for day in range(3):
+        for index in range(300):
+            when = T0 + timedelta(days=day, hours=6, seconds=10 * index)
+            traffic.message(when, "news@example.org", server, [f"r{index}@example.com"])
+    assert not traffic.detector.warming
+    assert traffic.alerts == []
+
+
+def test_override_lets_the_newsletter_send() -> None:
+    """A per-account floor lets 1,500 a day from one server pass without history."""
+    override = Override("news@example.org", floor=Limits((2000,) * 3, (2000,) * 3))
+    traffic, start = learned(settings=DetectSettings(overrides=(override,)))
+    server = ("mail.shop.example.de", "193.158.44.9")
+    for index in range(1500):
+        traffic.message(
+            start + timedelta(seconds=30 * index),
+            "news@example.org",
+            server,
+            [f"reader{index}@{FREEMAIL[index % 6]}"],
+        )
+    assert traffic.of("news@example.org") == []
+
+
+def test_traveller_sending_as_usual_is_quiet() -> None:
+    """A new country (hotel WiFi, no reverse DNS) with the usual mail raises nothing."""
+    traffic, start = learned()
+    for index in range(6):
+        when = start + timedelta(hours=10 + index)
+        traffic.message(
+            when,
+            "alice@example.org",
+            ("unknown", SPAIN_HOTEL[1]),
+            [f"friend{index}@example.net"],
+            helo="alice-laptop.example.org",
+        )
+    assert traffic.alerts == []
+
+
+def test_mobile_user_hopping_over_one_carrier_is_quiet() -> None:
+    """Every session from another address of one mobile carrier raises nothing."""
+    traffic = Traffic(learn=True)
+    addresses = [
+        f"176.{block}.{third}.{fourth}"
+        for block in range(4)
+        for third, fourth in ((12, 40), (77, 3), (140, 201), (201, 9))
+    ]
+    for day in range(8):
+        if day == 7:
+            traffic.detector.set_learning(False)
+        for index in range(8):
+            ip = addresses[(day * 8 + index) % len(addresses)]
+            traffic.message(
+                T0 + timedelta(days=day, hours=8 + index),
+                "field@example.org",
+                ("unknown", ip),
+                [f"customer{index}@example.com"],
+            )
+    assert traffic.alerts == []
+
+
+def test_office_behind_one_nat_is_quiet() -> None:
+    """A dozen accounts on one address, with a few mistyped passwords, raise nothing."""
+    traffic = Traffic(learn=True)
+    office = ("gw.office.example.de", "193.158.119.204")
+    staff = [f"staff{index}@office.example" for index in range(12)]
+    for day in range(4):
+        if day == 3:
+            traffic.detector.set_learning(False)
+        start = T0 + timedelta(days=day)
+        traffic.sasl_failure(start + timedelta(minutes=3), office[1], staff[day])
+        traffic.sasl_failure(start + timedelta(minutes=4), office[1], staff[day])
+        traffic.imap_login(start + timedelta(minutes=5), office[1], staff[day])
+        for index in range(60):
+            user = staff[index % 12]
+            traffic.message(
+                start + timedelta(minutes=10 + 7 * index),
+                user,
+                office,
+                [f"client{index}@example.com"],
+                helo="DESKTOP-7F3K2LP",
+            )
+    assert traffic.alerts == []
+
+
+def test_webmail_on_loopback_is_quiet() -> None:
+    """Webmail users on 127.0.0.1, including failed logins there, raise nothing."""
+    traffic = Traffic()
+    webmail = ("localhost", "127.0.0.1")
+    for index in range(40):
+        when = T0 + timedelta(minutes=index)
+        traffic.imap_failure(when, "127.0.0.1", f"user{index % 8}@example.org")
+        traffic.imap_login(when, "127.0.0.1", f"user{index % 8}@example.org")
+        traffic.message(
+            when, f"user{index % 8}@example.org", webmail, ["a@example.net"], helo="localhost"
+        )
+    assert traffic.alerts == []
+
+
+def test_brute_force_flags_the_ip_and_never_the_accounts() -> None:
+    """Guessing from one address alerts on that address; the targets stay unalerted."""
+    traffic = Traffic()
+    attacker = "45.148.10.81"
+    for index in range(120):
+        traffic.sasl_failure(
+            T0 + timedelta(seconds=5 * index), attacker, f"user{index % 20}@example.org"
+        )
+    ip_alerts = traffic.of(attacker)
+    assert [alert.severity for alert in ip_alerts] == ["notice", "warning", "critical"]
+    assert all(alert.subject_kind == "ip" for alert in traffic.alerts)
+    assert ip_alerts[0].evidence["counts"]["usernames_tried_1h"] >= 5
+
+
+def test_failed_logins_alone_never_make_an_account_critical() -> None:
+    """Failures from many addresses and a low threshold still leave the account short of
+    critical: only its own successful activity can get it there."""
+    settings = DetectSettings(thresholds=Thresholds(10, 20, 25))
+    traffic = Traffic(settings)
+    for index in range(60):
+        traffic.imap_failure(
+            T0 + timedelta(seconds=index), f"45.148.{index}.81", "alice@example.org"
+        )
+    account = traffic.of("alice@example.org")
+    assert account, "failures are worth a notice or a warning"
+    assert max(alert.severity for alert in account) in ("notice", "warning")
+    assert all(alert.severity != "critical" for alert in account)
+
+
+def test_credential_stuffing_success_alerts_the_account_and_the_ip() -> None:
+    """A login from an address that just failed on other accounts alerts both subjects."""
+    traffic, start = learned("gina@example.org")
+    rented = "91.92.240.15"
+    for index, user in enumerate(["anna", "ben", "chris", "dora", "emil", "frank"]):
+        traffic.imap_failure(start + timedelta(seconds=3 * index), rented, f"{user}@example.org")
+    traffic.imap_login(start + timedelta(minutes=1), rented, "gina@example.org")
+    account = traffic.of("gina@example.org")
+    assert account and "credential_stuffing" in {r.signal for r in account[0].reasons}
+    ip_reasons = {r.signal for alert in traffic.of(rented) for r in alert.reasons}
+    assert {"brute_force", "guessed_login"} <= ip_reasons
+    for user in ["anna", "ben", "chris"]:
+        assert traffic.of(f"{user}@example.org") == []
+
+
+def test_relay_probing_flags_the_client() -> None:
+    """Denied relay attempts alert on the client address, more of them more severely."""
+    traffic = Traffic()
+    for index in range(10):
+        traffic.relay_denied(T0 + timedelta(seconds=20 * index), "185.220.101.7")
+    assert [a.severity for a in traffic.of("185.220.101.7")] == ["notice", "warning", "critical"]
+
+
+def test_local_addresses_are_never_banned() -> None:
+    """Failures and relay attempts from loopback or trusted networks raise nothing."""
+    traffic = Traffic(
+        DetectSettings(trusted_networks=(__import__("ipaddress").ip_network("193.158.0.0/16"),))
+    )
+    for index in range(50):
+        traffic.sasl_failure(T0 + timedelta(seconds=index), "127.0.0.1", f"u{index}@x.example")
+        traffic.relay_denied(T0 + timedelta(seconds=index), "193.158.1.1")
+    assert traffic.alerts == []
+
+
+def test_php_pickup_burst_flags_the_uid_and_the_sender_domain() -> None:
+    """A script spamming through sendmail alerts on its uid and its sender domain."""
+    traffic = Traffic(learn=True)
+    for day in range(3):
+        for index in range(3):
+            traffic.message(
+                T0 + timedelta(days=day, hours=9 + index),
+                "",
+                ("", ""),
+                [f"owner{index}@example.com"],
+                uid=33,
+                sender="www-data@shop.example",
+            )
+    traffic.detector.set_learning(False)
+    start = T0 + timedelta(days=3, hours=15)
+    for index in range(40):
+        traffic.message(
+            start + timedelta(seconds=5 * index),
+            "",
+            ("", ""),
+            [f"x{index}@{FREEMAIL[index % 6]}"],
+            uid=33,
+            sender=f"noreply{index}@shop.example",
+            status="bounced",
+            reply="550 5.7.1 Message rejected as spam",
+        )
+    kinds = {(alert.subject_kind, alert.subject) for alert in traffic.alerts}
+    assert ("uid", "33") in kinds and ("sender_domain", "shop.example") in kinds
+    signals = {r.signal for alert in traffic.alerts for r in alert.reasons}
+    assert {"volume", "many_senders", "spam_replies"} & signals
+
+
+def test_trusted_uid_is_ignored() -> None:
+    """A trusted uid (cron as root) is never scored."""
+    traffic = Traffic(DetectSettings(trusted_uids=frozenset({0})), learn=False)
+    traffic.detector.set_learning(True)
+    traffic.detector.set_learning(False)
+    for index in range(100):
+        traffic.message(
+            T0 + timedelta(seconds=index),
+            "",
+            ("", ""),
+            ["root@example.org"],
+            uid=0,
+            sender="root@mx.example.org",
+        )
+    assert traffic.alerts == []
+
+
+def test_sender_mismatch_respects_aliases() -> None:
+    """Sending as another domain scores unless an alias allows it."""
+    settings = DetectSettings(
+        aliases={"alice@example.org": frozenset({"@example.com"})},
+        thresholds=Thresholds(10, 70, 100),
+    )
+    traffic, start = learned(settings=settings)
+    traffic.message(start, "alice@example.org", HOME, ["a@example.net"], sender="alice@example.com")
+    assert traffic.alerts == []
+    traffic.message(
+        start + timedelta(minutes=1),
+        "alice@example.org",
+        HOME,
+        ["a@example.net"],
+        sender="ceo@bank.example",
+    )
+    assert traffic.alerts and traffic.alerts[0].reasons[0].signal == "sender_mismatch"
+
+
+def test_allowlisted_account_is_never_scored() -> None:
+    """An allowlisted account sends anything without an alert."""
+    traffic, start = learned(settings=DetectSettings(allow=("alice@example.org",)))
+    assert spam_burst(traffic, start, 80, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI") is None
+
+
+def test_spam_replies_and_failures_score() -> None:
+    """Remote replies calling the mail spam, and many failures, are reasons."""
+    traffic, start = learned(settings=DetectSettings(thresholds=Thresholds(30, 70, 100)))
+    for index in range(12):
+        traffic.message(
+            start + timedelta(minutes=index),
+            "alice@example.org",
+            HOME,
+            [f"x{index}@example.com"],
+            status="bounced",
+            reply="550 5.7.1 Our system has detected that this message is likely unsolicited mail",
+        )
+    board = traffic.detector.book.boards.get(Subject("account", "alice@example.org"))
+    assert board is not None and board.incident is not None
+    assert {"delivery_failures", "spam_replies"} <= set(board.findings)
+
+
+def test_incident_closes_after_quiet_time_and_a_new_one_opens() -> None:
+    """One incident per subject; after the quiet period a new burst opens a new one."""
+    traffic, start = learned()
+    spam_burst(traffic, start, 30, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI")
+    first = {alert.incident for alert in traffic.alerts}
+    assert len(first) == 1
+    later = start + timedelta(days=2)
+    spam_burst(traffic, later, 30, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI")
+    incidents = [alert.incident for alert in traffic.alerts]
+    assert len(set(incidents)) == 2
+    closed = [i for i in traffic.detector.book.dirty.values() if i.state == "closed"]
+    assert closed and closed[0].id in first
+
+
+def _run_twice() -> list[list[dict[str, Any]]]:
+    runs = []
+    for _ in range(2):
+        traffic, start = learned()
+        spam_burst(traffic, start, 40, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI")
+        for index in range(30):
+            traffic.sasl_failure(
+                start + timedelta(seconds=index), "45.148.10.81", f"u{index}@example.org"
+            )
+        runs.append([alert.to_json() for alert in traffic.alerts])
+    return runs
+
+
+def test_replay_is_deterministic() -> None:
+    """The same input gives the same alerts, ids included."""
+    first, second = _run_twice()
+    assert first == second and first
+
+
+def test_every_in_memory_map_expires() -> None:
+    """After two quiet days every per-key map of the detector is empty."""
+    traffic, start = learned()
+    spam_burst(traffic, start, 30, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI")
+    for index in range(30):
+        traffic.sasl_failure(start + timedelta(seconds=index), f"45.148.10.{index}", "x@y.z")
+    detector = traffic.detector
+    assert len(detector.states) and len(detector.credentials.clients)
+    quiet = start + timedelta(days=2)
+    traffic.sasl_failure(quiet, "127.0.0.1", "")  # any record moves log time on
+    traffic.sasl_failure(quiet + timedelta(minutes=2), "127.0.0.1", "")
+    assert len(detector.states) == 0
+    assert len(detector.credentials.clients) == 1  # only the loopback record just fed
+    assert len(detector.credentials.networks) == 1
+    assert len(detector.credentials.accounts) == 0
+    assert len(detector._counted) == 0
+    assert len(detector.book.boards) == 0
+
+
+@pytest.mark.parametrize("user", ["", "x" * 5000])
+def test_hostile_usernames_are_bounded(user: str) -> None:
+    """Empty or huge usernames are handled and truncated."""
+    traffic = Traffic()
+    traffic.imap_failure(T0, "45.148.10.81", user)
+    traffic.imap_login(T0, "45.148.10.81", user)
+    for subject, _ in traffic.detector.states.items():
+        assert len(subject.name) <= 320
