@@ -135,3 +135,18 @@ def test_bursts_are_stopped_within_ten_messages(outcomes: dict[tuple[str, int], 
         severities = [a.severity for a in outcome.alerts if a.subject == entry["subject"]]
         assert "critical" in severities, (seed, severities)
     assert statistics.median(counts) <= 10, counts
+
+
+def test_only_alerts_on_a_subjects_own_activity_may_lock_it(
+    outcomes: dict[tuple[str, int], Outcome],
+) -> None:
+    """Every stolen account ends with a lockable alert; no IP alert and no alert about a
+    merely attacked account is ever lockable."""
+    for (case, _seed), outcome in outcomes.items():
+        for alert in outcome.alerts:
+            if alert.subject_kind == "ip" or alert.subject in outcome.golden["lookalikes"]:
+                assert not alert.lockable, (case, alert.subject)
+    for seed in BURST_SEEDS:
+        outcome = outcomes[("burst", seed)]
+        victim = outcome.golden["abusive"][0]["subject"]
+        assert any(a.lockable for a in outcome.alerts if a.subject == victim)
