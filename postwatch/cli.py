@@ -11,14 +11,13 @@ import sys
 from collections.abc import Iterator
 from datetime import tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from postwatch import __version__
 from postwatch.actions.commands import COMMANDS as ACTION_COMMANDS
 from postwatch.audit.command import audit_command
-from postwatch.clock import SystemClock
+from postwatch.clock import SystemClock, zone
 from postwatch.config import load_settings
 from postwatch.configcheck import config_group
 from postwatch.errors import PostwatchError, UsageError
@@ -30,15 +29,6 @@ from postwatch.sources.files import ReadStats, open_text, read_lines
 from postwatch.sources.journal import read_journal_json, run_journal
 from postwatch.status import status_command
 from postwatch.watch import watch_command
-
-
-def _zone(name: str | None) -> tzinfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UsageError(f"--tz: unknown time zone {name!r}") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +96,7 @@ def replay(
     """Read archived logs (plain, .gz, .bz2, .xz, - for stdin), oldest first, and summarise."""
     stats = ReadStats()
     lines = _open_sources(
-        files, year, _zone(tz_name), journal, units, identifiers, since, journal_json, stats
+        files, year, zone(tz_name), journal, units, identifiers, since, journal_json, stats
     )
     settings = load_settings(config_path)
     db_url = db_url or os.environ.get("POSTWATCH_DB") or settings.store.url or None

@@ -8,8 +8,21 @@ the wall clock for timers but still judges events by their log time.  Tests use
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from postwatch.errors import UsageError
+
+
+def zone(name: str | None) -> tzinfo | None:
+    """The ``--tz`` option: a zone name, or None for the local zone."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UsageError(f"--tz: unknown time zone {name!r}") from exc
 
 
 class Clock(Protocol):

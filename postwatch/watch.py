@@ -38,11 +38,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from postwatch.clock import Clock, SystemClock
+from postwatch.clock import Clock, SystemClock, zone
 from postwatch.errors import PostwatchError, StoreError, UsageError
 from postwatch.parse.syslog import Framer
 from postwatch.pipeline import Pipeline
@@ -546,7 +545,7 @@ def watch_command(
         files,
         state_dir=state,
         pipeline=stages.pipeline,
-        tz=_zone(tz_name),
+        tz=zone(tz_name),
         journal=JournalOptions(units, identifiers) if journal else None,
         from_start=from_start,
         notifier=Notifier(),
@@ -564,15 +563,6 @@ def watch_command(
     finally:
         waker.close()
         stages.close()
-
-
-def _zone(name: str | None) -> tzinfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UsageError(f"--tz: unknown time zone {name!r}") from exc
 
 
 def _print_alert(alert: Any) -> None:

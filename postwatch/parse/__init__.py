@@ -64,9 +64,14 @@ class Parser:
 
     def __call__(self, line: LogLine) -> Event:
         """The event ``line`` says, or ``Unparsed(line)``."""
-        route = self._routes.get(line.program) or self._route(line.program)
+        program = line.program
+        route = self._routes.get(program)
+        if route is None:
+            route = self._route(program)
         claim = route(line)
-        return claim[1] if claim is not None else self._fallback(line, route)[1]
+        if claim is not None:
+            return claim[1]
+        return self._fallback(line, route)[1]
 
     def pattern_name(self, line: LogLine) -> str:
         """Which named pattern claims ``line`` (``"unparsed"`` when none does)."""

@@ -58,9 +58,9 @@ _AUTH_FAILURES = (
 # "imap-login", "auth-worker(24544)", "imap(user)<123><session>", "lmtp(9529, user)",
 # "auth(user,192.0.2.1,sasl:login)<session>": the process, then what is in parentheses.
 _component = re.compile(r"([A-Za-z][A-Za-z0-9-]*)(?:\((.*?)\))?((?:<[^<>]*>)*)\Z").match
-# component -> (process, in parentheses): components repeat (lmtp(pid), imap(user)); ("", "")
-# for one that is no known process.  Cleared when full.
-_COMPONENTS: dict[str, tuple[str, str]] = {}
+# component -> what it is (see describe): components repeat (lmtp(pid), imap(user)).
+# Cleared when full.
+_COMPONENTS: dict[str, tuple[str, str, str, str, str]] = {}
 COMPONENTS_LIMIT = 4096
 MEMO_KEY_LENGTH = 200  # longer components (client text) are split every time
 _address_run = re.compile(r"[0-9A-Fa-f:.]+").match
@@ -79,53 +79,77 @@ _pam_unix = re.compile(
 _address = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\Z").match
 
 
-def split_process(line: LogLine, nested: bool = False) -> tuple[str, str, str, str] | None:
-    """``(process, in_parens, level, text)`` of a Dovecot record, or None."""
+# What a component is, worked out once: (process, in parentheses, role, protocol, user).
+# The role picks the patterns: a login process, the auth processes, a mail session (with
+# its user), or none (diagnostics only).
+Component = tuple[str, str, str, str, str]
+_LOGIN, _AUTH, _SESSION = "login", "auth", "session"
+_AUTH_PROCESSES = frozenset({"auth", "auth-worker", "dovecot-auth", "dovecot"})
+_NO_PROCESS: Component = ("", "", "", "", "")
+_MASTER: Component = ("dovecot", "", _AUTH, "", "")  # Dovecot 1.x master: no process named
+
+
+def split_process(line: LogLine, nested: bool = False) -> tuple[Component, str, str] | None:
+    """``(component, level, text)`` of a Dovecot record, or None."""
     message = line.message
+    program = line.program
     level = ""
-    if line.program == "dovecot":
-        level, message = _split_level(message)  # Dovecot 1.x: "dovecot: Info: imap-login: ..."
+    if program == "dovecot":
         colon = message.find(": ")
-        component, body = (message[:colon], message[colon + 2 :]) if colon > 0 else ("", "")
+        if 0 < colon < 8:  # Dovecot 1.x: "dovecot: Info: imap-login: ..."
+            level = _LEVELS.get(message[:colon], "")
+            if level:
+                message = message[colon + 2 :]
+                colon = message.find(": ")
+        if colon > 0:
+            component, body = message[:colon], message[colon + 2 :]
+        else:
+            component, body = "", ""
     else:
-        component, body = line.program, message
+        component, body = program, message
     known = _COMPONENTS.get(component)
     if known is None:
-        known = _process(component)
+        known = describe(component)
         if len(component) <= MEMO_KEY_LENGTH:
             if len(_COMPONENTS) >= COMPONENTS_LIMIT:
                 _COMPONENTS.clear()
             _COMPONENTS[component] = known
-    process, in_parens = known
-    if not process:
+    if not known[0]:
         if level or message.startswith("Dovecot v"):  # the 1.x master names no process
-            return "dovecot", "", level or "info", message
+            return _MASTER, level or "info", message
         return None
     if not level:
-        level, body = _split_level(body)
-    if process == "dovecot" and line.program == "dovecot" and not nested:
+        colon = body.find(": ")
+        if 0 < colon < 8:
+            level = _LEVELS.get(body[:colon], "")
+            if level:
+                body = body[colon + 2 :]
+    if known[0] == "dovecot" and program == "dovecot" and not nested:
         inner = split_process(line._replace(message=body), nested=True)  # "dovecot: auth: ..."
         if inner is not None:
             return inner
-    return process, in_parens, level or "info", body
+    return known, level or "info", body
 
 
-def _process(component: str) -> tuple[str, str]:
-    """``imap(user)<123><session>`` -> ``("imap", "user")``; ``("", "")`` for no known process."""
+def describe(component: str) -> Component:
+    """``imap(user)<123><session>`` -> ``("imap", "user", "session", "imap", "user")``.
+
+    :data:`_NO_PROCESS` when the component names no known process.
+    """
     match = _component(component)
     if match is None or match.group(1) not in PROCESSES:
-        return "", ""
-    return match.group(1), match.group(2) or ""
-
-
-def _split_level(text: str) -> tuple[str, str]:
-    """``("warning", rest)`` for ``Warning: rest``; ``("", text)`` without a level."""
-    colon = text.find(": ")
-    if 0 < colon < 8:
-        level = _LEVELS.get(text[:colon])
-        if level is not None:
-            return level, text[colon + 2 :]
-    return "", text
+        return _NO_PROCESS
+    process, in_parens = match.group(1), match.group(2) or ""
+    if process.endswith("-login"):
+        return process, in_parens, _LOGIN, process[:-6], ""
+    if process in _AUTH_PROCESSES:
+        return process, in_parens, _AUTH, "", ""
+    if process in _SESSIONS and in_parens:
+        user = in_parens.rpartition(", ")[2]
+        if user.isdigit():  # lmtp(9529): the process ID, no user yet
+            user = ""
+        return process, in_parens, _SESSION, process.lower(), user
+    return process, in_parens, "", "", ""
 
 
 def parse_dovecot(line: LogLine) -> Claim | None:
@@ -133,21 +157,20 @@ def parse_dovecot(line: LogLine) -> Claim | None:
     split = split_process(line)
     if split is None:
         return None
-    process, in_parens, level, text = split
-    if process.endswith("-login") and level == "info":
-        claim = login(line, process[:-6], text)
-        if claim is not None:
-            return claim
-    elif process in ("auth", "auth-worker", "dovecot-auth", "dovecot"):
-        claim = auth_failure(line, in_parens, text)
-        if claim is not None:
-            return claim
-    elif process in _SESSIONS and in_parens:
-        user = in_parens.rpartition(", ")[2]
-        if user.isdigit():  # lmtp(9529): the process ID, no user yet
-            user = ""
+    component, level, text = split
+    role = component[2]
+    if role == _SESSION:
         shown = text if level == "info" else f"{level.capitalize()}: {text}"
-        return "dovecot.session", _new(DovecotSession, (line, process.lower(), user, shown))
+        return "dovecot.session", _new(DovecotSession, (line, component[3], component[4], shown))
+    if role == _LOGIN:
+        if level == "info":
+            claim = login(line, component[3], text)
+            if claim is not None:
+                return claim
+    elif role == _AUTH:
+        claim = auth_failure(line, component[1], text)
+        if claim is not None:
+            return claim
     return "dovecot.diagnostic", _new(Diagnostic, (line, level, text))
 
 

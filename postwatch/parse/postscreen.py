@@ -14,6 +14,8 @@ from postwatch.parse.events import AnvilStatistic, Connect, Event, PostscreenVer
 from postwatch.records import LogLine
 
 Claim = tuple[str, Event]
+# Events are built without the NamedTuple constructor: every field, in order.
+_new = tuple.__new__
 
 _PEER = r"\[([^\s\[\]]*)\]:(\d{1,15})"
 _connect = re.compile(rf"CONNECT from {_PEER} to \[[^\s\[\]]*\]:\d+\Z").match
@@ -39,7 +41,7 @@ def parse_postscreen(line: LogLine) -> Claim | None:
         match = _connect(message)
         if match is not None:
             addr, port = match.groups()
-            return "postscreen.connect", Connect(line, "", addr, int(port))
+            return "postscreen.connect", _new(Connect, (line, "", addr, int(port)))
         return None
     if message.startswith("NOQUEUE: "):
         match = _reject(message)
@@ -50,16 +52,16 @@ def parse_postscreen(line: LogLine) -> Claim | None:
         tail = split_tail(text, POSTSCREEN_TAIL)
         if tail.sender is None:  # some logs carry smtpd's tail, without the commas
             tail = split_tail(text, WHATSUP_TAIL)
-        return "postscreen.reject", Reject(
+        return "postscreen.reject", _new(Reject, (
             line, "", action, stage, "", addr, tail.head, tail.sender, tail.recipient,
-            tail.proto, tail.helo,
-        )  # fmt: skip
+            tail.proto, tail.helo, "",
+        ))  # fmt: skip
     match = _verdict(message)
     if match is None:
         return None
     verdict, before, addr, port, after = match.groups()
     detail = ((before or "") + (after or "")).lstrip()
-    return "postscreen.verdict", PostscreenVerdict(line, verdict, addr, int(port), detail)
+    return "postscreen.verdict", _new(PostscreenVerdict, (line, verdict, addr, int(port), detail))
 
 
 def parse_anvil(line: LogLine) -> Claim | None:
@@ -68,6 +70,6 @@ def parse_anvil(line: LogLine) -> Claim | None:
     if match is None:
         return None
     statistic, value, service, client = match.groups()
-    return "anvil.statistics", AnvilStatistic(
-        line, f"max {statistic}", value, service or "", client or ""
+    return "anvil.statistics", _new(
+        AnvilStatistic, (line, f"max {statistic}", value, service or "", client or "")
     )

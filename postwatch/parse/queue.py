@@ -85,14 +85,14 @@ def parse_cleanup(line: LogLine, queue_id: str, rest: str) -> Claim | None:
         if value[:1] == "<" and value[-1:] == ">":
             value = value[1:-1]
         return "cleanup.message_id", _new(MessageId, (line, queue_id, value))
-    match = _milter(rest)
+    match = _milter(rest) if rest[:7] == "milter-" else None
     if match is not None:
         action, stage, name, addr, _port = match.groups()
         tail = split_tail(rest[match.end() :], MILTER_TAIL)
-        return "cleanup.milter", MilterAction(
+        return "cleanup.milter", _new(MilterAction, (
             line, queue_id, action, stage, name, addr, tail.head, tail.sender, tail.recipient,
             tail.proto, tail.helo,
-        )  # fmt: skip
+        ))  # fmt: skip
     match = _content(rest)
     if match is not None:
         return "cleanup.content_action", content_action(line, queue_id, rest, match)
@@ -115,10 +115,10 @@ def content_action(line: LogLine, queue_id: str, rest: str, match: re.Match[str]
             text = content
             client = _origin(origin)
             name, addr = (client.group(1), client.group(2)) if client else (origin, "")
-    return ContentAction(
+    return _new(ContentAction, (
         line, queue_id, action, part, text, name, addr, tail.sender, tail.recipient, tail.proto,
         tail.helo, tail.extra,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def parse_qmgr(line: LogLine, queue_id: str, rest: str) -> Claim | None:
@@ -138,7 +138,7 @@ def parse_qmgr(line: LogLine, queue_id: str, rest: str) -> Claim | None:
             )
     match = _expired(rest)
     if match is not None:
-        return "qmgr.expired", Expired(line, queue_id, match.group(1))
+        return "qmgr.expired", _new(Expired, (line, queue_id, match.group(1)))
     return None
 
 
@@ -148,7 +148,7 @@ def parse_pickup(line: LogLine, queue_id: str, rest: str) -> Claim | None:
     if match is None:
         return None
     uid, sender = match.groups()
-    return "pickup.uid", Pickup(line, queue_id, int(uid), sender)
+    return "pickup.uid", _new(Pickup, (line, queue_id, int(uid), sender))
 
 
 def parse_bounce(line: LogLine, queue_id: str, rest: str) -> Claim | None:
@@ -157,13 +157,13 @@ def parse_bounce(line: LogLine, queue_id: str, rest: str) -> Claim | None:
     if match is None:
         return None
     notice, notice_queue_id = match.groups()
-    return "bounce.notice", BounceNotice(line, queue_id, notice, notice_queue_id)
+    return "bounce.notice", _new(BounceNotice, (line, queue_id, notice, notice_queue_id))
 
 
 def parse_postsuper(line: LogLine, queue_id: str, rest: str) -> Claim | None:
     """``QID: placed on hold|released from hold|requeued|removed|expired``."""
     if rest in _POSTSUPER:
-        return "postsuper.operation", QueueOperation(line, queue_id, rest)
+        return "postsuper.operation", _new(QueueOperation, (line, queue_id, rest, None))
     return None
 
 
@@ -173,7 +173,7 @@ def parse_postsuper_summary(line: LogLine) -> Claim | None:
     if match is None:
         return None
     operation, count = match.groups()
-    return "postsuper.summary", QueueOperation(line, "", operation.lower(), int(count))
+    return "postsuper.summary", _new(QueueOperation, (line, "", operation.lower(), int(count)))
 
 
 def parse_delivery(line: LogLine, queue_id: str, rest: str) -> Claim | None:
@@ -190,6 +190,10 @@ def parse_delivery(line: LogLine, queue_id: str, rest: str) -> Claim | None:
             match.groups()
         )
         tls = tls or tls_after
+        try:
+            seconds: float | None = float(delay)
+        except ValueError:  # "1.2.3": digits and dots, but no number
+            seconds = None
         queued_as = ""
         if reply:
             at = reply.rfind("ed as ")  # "queued as NEXT" (smtp, lmtp) or "forwarded as" (local)
@@ -198,7 +202,7 @@ def parse_delivery(line: LogLine, queue_id: str, rest: str) -> Claim | None:
                 if _is_queue_id(candidate):
                     queued_as = candidate
         return "delivery.status", _new(Delivery, (
-            line, queue_id, recipient, status, relay, dsn or "", _seconds(delay), reply or "",
+            line, queue_id, recipient, status, relay, dsn or "", seconds, reply or "",
             orig_to or "", int(conn_use) if conn_use else None, tls or "", queued_as,
         ))  # fmt: skip
     match = _remote(rest)
@@ -206,16 +210,9 @@ def parse_delivery(line: LogLine, queue_id: str, rest: str) -> Claim | None:
         name, addr, _port, how, reply = match.groups()
         if how != "said":
             reply = f"refused to talk to me: {reply}"
-        return "delivery.remote_reply", RemoteReply(line, queue_id, name, addr, reply)
+        return "delivery.remote_reply", _new(RemoteReply, (line, queue_id, name, addr, reply))
     match = _sasl_server(rest)
     if match is not None:
         name, addr, _port, reply = match.groups()
-        return "delivery.remote_reply", RemoteReply(line, queue_id, name, addr, reply)
+        return "delivery.remote_reply", _new(RemoteReply, (line, queue_id, name, addr, reply))
     return None
-
-
-def _seconds(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None

@@ -85,14 +85,14 @@ def parse_smtpd(line: LogLine) -> Claim | None:
         match = _connect(message)
         if match is not None:
             name, addr, port = match.groups()
-            return "smtpd.connect", _new(Connect, (line, name, addr, port_number(port)))
+            return "smtpd.connect", _new(Connect, (line, name, addr, int(port) if port else None))
     elif first == "d":
         match = _disconnect(message)
         if match is not None:
             event = disconnect(line, match)
             if event is not None:
                 return "smtpd.disconnect", event
-    elif message.startswith(_TLS_STARTS):  # no queue ID starts so
+    elif first in "ATUV" and message.startswith(_TLS_STARTS):  # no queue ID starts so
         return tls_established(line, message)
     elif first == "w":
         return warning(line, message)
@@ -150,9 +150,9 @@ def client_accepted(line: LogLine, queue_id: str, rest: str) -> Claim | None:
     name, addr, port = match.groups()
     end = match.end()
     if end == len(rest):  # the common case: no SASL login, no XFORWARD origin
-        return "smtpd.client", _new(
-            ClientAccepted, (line, queue_id, name, addr, port_number(port), "", "", "", "", "")
-        )
+        return "smtpd.client", _new(ClientAccepted, (
+            line, queue_id, name, addr, int(port) if port else None, "", "", "", "", "",
+        ))  # fmt: skip
     simple = _simple_login(rest, end)  # a login name without commas, nothing after it
     if simple is not None:
         method, username = simple.groups()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from pathlib import Path
 
 import click
@@ -27,7 +26,7 @@ from postwatch.actions.commands import DEFAULT_CONFIG
 from postwatch.actions.notify import Sender
 from postwatch.actions.settings import ActionsSettings
 from postwatch.actions.subject import printable
-from postwatch.clock import Clock, SystemClock
+from postwatch.clock import Clock, SystemClock, zone
 from postwatch.config import Settings
 from postwatch.configcheck import load_config
 from postwatch.errors import ActionError, UsageError
@@ -81,17 +80,6 @@ def send_report(report: Report, sender: Sender) -> int:
     if failures:
         raise ActionError(f"report not delivered to {'; '.join(failures)}")
     return len(targets)
-
-
-def _zone(name: str | None) -> tzinfo | None:
-    if not name:
-        return None
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UsageError(f"--tz: unknown time zone {name!r}") from exc
 
 
 @click.command("report")
@@ -149,7 +137,7 @@ def report_command(
         raise UsageError("--db reads the state store; give no FILES with it")
     if send and context.sender is None and actions.notify is None:
         raise UsageError("--send needs [actions.notify] urls in the config")
-    tz = _zone(tz_name)
+    tz = zone(tz_name)
     window = parse_window(
         since,
         until,
