@@ -355,3 +355,12 @@ def test_unlock_of_an_account_never_locked_is_an_error(world: World) -> None:
     with pytest.raises(ActionError, match="not locked by postwatch"):
         world.runner.unlock("carol@example.com", actor="root")
     assert world.maps.calls == []
+
+
+def test_the_account_owners_own_addresses_are_never_banned(world: World) -> None:
+    """An IP the stolen account confirmed as its own (its home line) is not banned with the
+    attacker's."""
+    home, attacker = "198.51.100.23", "203.0.113.5"
+    req = request(ips=(home, attacker))._replace(known_ips=(home,))
+    world.runner.handle(req)
+    assert [r.ip for r in world.ban_log.records()] == [attacker]

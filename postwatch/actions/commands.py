@@ -44,6 +44,7 @@ def load_runner(config_path: str | None, dry_run: bool) -> ActionRunner:
     """A runner for the config file (its ``[actions]``, ``[detect]`` and ``[store]``)."""
     from postwatch.actions.settings import ActionsSettings, build_runner
     from postwatch.config import load_settings
+    from postwatch.store.database import resolve_url
 
     path = config_path or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None)
     settings = load_settings(path)
@@ -51,7 +52,7 @@ def load_runner(config_path: str | None, dry_run: bool) -> ActionRunner:
     detect, store = settings.detect, settings.store
     allowed = [o.pattern for o in detect.overrides if o.allow]
     networks = [net for net in map(_network, allowed) if net is not None]
-    journal_url = store.url or f"sqlite:///{Path(store.state_dir) / 'actions.sqlite'}"
+    journal_url = resolve_url(None, store)  # the same database watch journals into
     return build_runner(
         actions,
         clock=SystemClock(),

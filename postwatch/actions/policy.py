@@ -45,6 +45,7 @@ class ActionRequest(NamedTuple):
     rule: str = ""  # the strongest signal; the ban reason
     reasons: tuple[tuple[str, str, int], ...] = ()  # (signal, detail, points)
     ips: tuple[str, ...] = ()  # client IPs behind the incident
+    known_ips: tuple[str, ...] = ()  # of those, the account's confirmed own origins
     countries: tuple[str, ...] = ()
     helos: tuple[str, ...] = ()
     senders: tuple[str, ...] = ()  # envelope senders the account used
@@ -86,6 +87,7 @@ class ActionRequest(NamedTuple):
             rule=str(getattr(alert, "rule", "") or strongest),
             reasons=reasons,
             ips=_strings(evidence, "ips", "client_ips"),
+            known_ips=_strings(evidence, "known_ips"),
             countries=_strings(evidence, "countries"),
             helos=_strings(evidence, "helos"),
             senders=_strings(evidence, "senders"),
@@ -242,7 +244,8 @@ class Policy:
         if not self.can_ban:
             refused.append(("ban", "no ban log is configured"))
             return []
-        candidates = list(request.ips)
+        owner = set(request.known_ips)  # the account owner's own addresses: never banned
+        candidates = [ip for ip in request.ips if ip not in owner]
         if request.subject_kind == "ip":
             candidates.insert(0, request.subject)
         steps = []

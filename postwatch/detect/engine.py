@@ -404,6 +404,7 @@ class Detector:
             state = self.states.get(subject)
             if state is not None:
                 evidence.update(self.origins.evidence(state, now))
+                evidence["known_ips"] = self._known_ips(state, evidence.get("ips", ()), now)
                 evidence["helos"] = sorted(state.helos)
                 evidence["queue_ids"] = list(state.queue_ids)
                 counts.update(self.volume.totals(state, now))
@@ -413,6 +414,19 @@ class Detector:
                 counts.update(self.credentials.account_totals(subject.name, now))
         evidence["counts"] = counts
         return evidence
+
+    def _known_ips(self, state: SubjectState, ips: Any, now: float) -> list[str]:
+        """The evidence IPs that are the account's own confirmed origins (its home, its
+        office): the owner's addresses, which a ban must never hit."""
+        known = []
+        min_history = self.settings.min_history
+        for ip in ips:
+            netblock = self.geo.lookup(ip).netblock
+            if state.profile.origin_known("ip", ip, now, min_history) or (
+                netblock and state.profile.origin_known("net", netblock, now, min_history)
+            ):
+                known.append(ip)
+        return known
 
     # --- time and the store --------------------------------------------------------------
 

@@ -54,6 +54,8 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
+# a refused login is answered at once (the default waits 2 s): tests wait for refusals
+auth_failure_delay = 0
 auth_cache_size = 1M
 passdb {{
   driver = passwd-file
