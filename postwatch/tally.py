@@ -2,7 +2,7 @@
 what they sent and what became of it.
 
 It is fed every event and every correlated record; it keeps one small record per SASL user
-(accounts are few; their client-IP sets are capped) and a counter per event type.
+(accounts are few; their client-IP sets are capped) and a counter per event type and program.
 """
 
 from __future__ import annotations
@@ -39,43 +39,43 @@ class AccountTally:
 class Tally:
     """Counts for ``postwatch replay``'s summary.
 
-    Events are counted once per (program, event type); the counts by type, by program and
-    of unparsed lines are read off that one map (programs and types are few).
+    Events are counted per event type and program; the counts by type, by program and of
+    unparsed lines are read off that one map (programs and types are few).
     """
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, type], int] = {}
+        self._counts: dict[type, dict[str, int]] = {}  # event type -> program -> events
         self.accounts: dict[str, AccountTally] = {}
 
     def event(self, event: object) -> None:
-        key = (event[0][2], type(event))  # type: ignore[index]  # (event.line.program, type)
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
+        cls = type(event)
+        by_program = self._counts.get(cls)
+        if by_program is None:
+            by_program = self._counts[cls] = {}
+        program: str = event.line.program  # type: ignore[attr-defined]
+        by_program[program] = by_program.get(program, 0) + 1
 
     @property
     def lines(self) -> int:
-        return sum(self._counts.values())
+        return sum(sum(by_program.values()) for by_program in self._counts.values())
 
     @property
     def by_type(self) -> Counter[type]:
-        counts: Counter[type] = Counter()
-        for (_program, cls), count in self._counts.items():
-            counts[cls] += count
-        return counts
+        return Counter({cls: sum(by.values()) for cls, by in self._counts.items()})
 
     @property
     def lines_by_program(self) -> Counter[str]:
         counts: Counter[str] = Counter()
-        for (program, _cls), count in self._counts.items():
-            counts[program or "(no program)"] += count
+        for by_program in self._counts.values():
+            for program, count in by_program.items():
+                counts[program or "(no program)"] += count
         return counts
 
     @property
     def unparsed(self) -> Counter[str]:
         counts: Counter[str] = Counter()
-        for (program, cls), count in self._counts.items():
-            if cls is Unparsed:
-                counts[program or "(no program)"] += count
+        for program, count in self._counts.get(Unparsed, {}).items():
+            counts[program or "(no program)"] += count
         return counts
 
     def record(self, record: object) -> None:

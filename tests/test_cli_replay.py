@@ -41,9 +41,13 @@ def test_json_stream_has_alerts_then_accounts_then_totals():
     assert sum(totals["events"].values()) == totals["lines"]
     assert totals["unparsed"] == {}
     for alert in (r for r in out if r["type"] == "alert"):
-        assert {"ts", "subject", "subject_kind", "severity", "score", "reasons", "evidence"} <= set(alert)
+        assert {"ts", "subject", "subject_kind", "severity", "score", "reasons", "evidence"} <= set(
+            alert
+        )
         assert alert["ts"].endswith("+00:00")
-        assert alert["reasons"] and all({"signal", "detail", "points"} <= set(r) for r in alert["reasons"])
+        assert alert["reasons"] and all(
+            {"signal", "detail", "points"} <= set(r) for r in alert["reasons"]
+        )
         assert alert["score"] == sum(r["points"] for r in alert["reasons"])
 
 
@@ -53,7 +57,15 @@ def test_account_record_counts_what_the_user_sent():
     accounts = {r["subject"]: r for r in out if r["type"] == "account"}
     burst = next(case for case in GOLDEN["abusive"] if case["subject_kind"] == "account")
     victim = accounts[burst["subject"]]
-    assert set(victim) == {"type", "subject", "messages", "recipients", "distinct_ips", "deferred", "bounced"}
+    assert set(victim) == {
+        "type",
+        "subject",
+        "messages",
+        "recipients",
+        "distinct_ips",
+        "deferred",
+        "bounced",
+    }
     assert victim["messages"] >= len(burst.get("queue_ids", [])) > 0
     assert victim["recipients"] >= victim["messages"]
     assert victim["distinct_ips"] >= 2
@@ -81,9 +93,18 @@ def test_stdin_and_files_in_any_order_give_the_same_summary(tmp_path):
     half = len(lines) // 2
     (tmp_path / "mail.log.1").write_text("".join(lines[:half]))
     (tmp_path / "mail.log").write_text("".join(lines[half:]))
-    from_files = postwatch("replay", "--json", "--no-detect", "--year", "2025",
-                           str(tmp_path / "mail.log"), str(tmp_path / "mail.log.1"))
-    from_stdin = postwatch("replay", "--json", "--no-detect", "--year", "2025", "-", stdin="".join(lines))
+    from_files = postwatch(
+        "replay",
+        "--json",
+        "--no-detect",
+        "--year",
+        "2025",
+        str(tmp_path / "mail.log"),
+        str(tmp_path / "mail.log.1"),
+    )
+    from_stdin = postwatch(
+        "replay", "--json", "--no-detect", "--year", "2025", "-", stdin="".join(lines)
+    )
     assert from_files.returncode == from_stdin.returncode == 0
     assert records(from_files.stdout)[:-1] == records(from_stdin.stdout)[:-1]
 
