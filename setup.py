@@ -2,7 +2,7 @@
 
 By default this adds nothing: postwatch is pure Python and ``pip install .`` needs no
 compiler.  With ``POSTWATCH_MYPYC=1`` the framer, the parser, the correlator and the tally
-are compiled to C extensions by mypyc (about 1.4 times the lines per second of replay)::
+are compiled to C extensions by mypyc (about 1.5 times the lines per second of replay)::
 
     pip install mypy setuptools wheel
     POSTWATCH_MYPYC=1 pip install --no-build-isolation .

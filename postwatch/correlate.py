@@ -203,7 +203,7 @@ class Correlator:
         out: list[Correlated] = []
         if handler is not None:
             handler(event, out)
-            ts: datetime = event[0][0]  # type: ignore[index]  # event.line.ts
+            ts: datetime = event.line.ts  # type: ignore[attr-defined]
             next_flush = self._next_flush
             if next_flush is None or ts >= next_flush:
                 self._next_flush = ts + _FLUSH_EVERY
@@ -241,7 +241,7 @@ class Correlator:
     # --- message helpers ---------------------------------------------------------------
 
     def _state(self, line: LogLine, queue_id: str) -> _MessageState:
-        host, ts = line[1], line[0]  # line.host, line.ts
+        host, ts = line.host, line.ts
         key = (host, queue_id)
         state = self.messages.get(key)
         if state is None:
@@ -304,9 +304,7 @@ class Correlator:
     def _queue_active(self, event: ev.QueueActive, out: list[Correlated]) -> None:
         state = self._state(event.line, event.queue_id)
         state.sender, state.size, state.nrcpt = event.sender, event.size, event.nrcpt
-        if not state.accepted and (
-            state.client_ip or state.pickup_uid is not None or state.orig_queue_id
-        ):  # has_origin
+        if not state.accepted and state.has_origin:
             state.accepted = True
             out.append(_new(Accepted, (event.line.ts, state.freeze(False))))
 

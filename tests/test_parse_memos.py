@@ -114,9 +114,16 @@ def test_framer_head_memo_equals_framing_one_by_one():
         "mail a b[12]",
         "mail: postfix/smtpd[1]",
         " postfix/smtpd[3]",
+        " a b[12]",
+        " dovecot",
         "mail postfix/smtpd[1[2]",
     ]
-    texts = [f"Sep 23 15:57:41 {head}: disconnect from unknown[fe80::1:2:3:4]" for head in heads]
+    messages = (
+        "disconnect from unknown[fe80::1:2:3:4]",
+        # fail2ban/postfix.log (GPL-2.0): a message ending in ":" frames differently without host
+        "improper command pipelining after DATA from unknown[181.21.131.88]:",
+    )
+    texts = [f"Sep 23 15:57:41 {head}: {message}" for head in heads for message in messages]
     texts += texts
     streamed = list(Framer(tz=UTC, year=2026).frame_lines(texts))
     one_by_one = Framer(tz=UTC, year=2026)

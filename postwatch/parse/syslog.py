@@ -50,10 +50,11 @@ def _split_head(head: str) -> tuple[str, str, int | None, bool]:
     """``host tag[pid]`` or ``host tag`` -> ``(host, program, pid, True)``, as ``__call__`` does.
 
     ``head`` is what comes between a traditional stamp and the first ``": "``; the last item
-    is False when framing needs more than the head (no host, a tag with odd brackets or spaces).
+    is False when framing needs more than the head (no host, a tag with odd brackets or
+    spaces): ``__call__`` then frames the line.
     """
     host, space, tag = head.partition(" ")
-    if not space or host[-1:] == ":":
+    if not host or not space or host[-1:] == ":":
         return _UNSPLIT
     if tag[-1:] == "]":
         program, _, pid_text = tag[:-1].partition("[")
