@@ -7,6 +7,12 @@ submission password (foreign IPs without reverse DNS, random 32-character HELOs 
 cleanup header check, hundreds of messages an hour to freemail, a third pushed back), botnet
 "low and slow" sending, credential stuffing from a rented server, a PHP form spamming
 through ``sendmail`` (pickup, uid 33), and SASL password guessing.
+
+Attacker habits that leave fewer traces: a stolen password used through the webmail (every
+session from 127.0.0.1: no geography, no HELO worth judging), through a residential proxy
+service in the victim's own country with a mail client's HELO, checked over IMAP from one
+country before a rented server elsewhere sends the spam, and a login that sends as many
+other people's addresses (forged envelope senders).
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bench import refusals
-from bench.dovecot import imap_failure
-from bench.networks import Network, foreign_networks, networks
+from bench.dovecot import imap, imap_failure
+from bench.networks import WEBMAIL_IP, Network, foreign_networks, networks
 from bench.population import (
     DAY,
     FIRST_NAMES,
@@ -28,6 +34,7 @@ from bench.population import (
     Population,
     endpoint,
     message_id,
+    private_literal,
     windows_name,
 )
 from bench.traffic import Action, Endpoint, Outgoing, Queued, Server
@@ -426,6 +433,271 @@ class BruteForce(Episode):
                     method="LOGIN",
                 )
             self.note(ip, ts)
+
+        return act
+
+
+class WebmailSpam(Episode):
+    """A stolen password used through the webmail: every session comes from 127.0.0.1.
+
+    The spammer's script drives the webmail: each send is an IMAP login and one submission
+    over loopback with the webmail's HELO, several hundred an hour to harvested freemail
+    addresses.  Nothing about the client can be judged; what the mail does can.
+    """
+
+    kind = "webmail_spam"
+
+    def __init__(
+        self,
+        server: Server,
+        rng: random.Random,
+        account: Account,
+        start: float,
+        hours: float = 1.5,
+        per_hour: int = 400,
+    ) -> None:
+        super().__init__(server, rng)
+        self.account = account
+        self.start = start
+        self.end = start + hours * 3600
+        self.per_hour = per_hour
+        self.subjects = [(account.address, "account")]
+
+    def sessions(self) -> Iterator[tuple[float, Action]]:
+        rng = self.rng
+        ts = self.start
+        while ts < self.end:
+            yield ts, self._send()
+            ts += rng.expovariate(self.per_hour / 3600)
+
+    def _send(self) -> Action:
+        def act(ts: float) -> None:
+            server = self.server
+            rng = server.rng
+            imap(server, ts, self.account.address, WEBMAIL_IP, rng.uniform(0.2, 1.5))
+            domain = self.account.address.partition("@")[2]
+            mail = Outgoing(
+                self.account.address,
+                tuple(harvested(rng, server) for _ in range(rng.randint(1, 6))),
+                int(rng.uniform(3000, 15000)),
+                message_id(rng, "roundcube", domain, ts),
+                spam=True,
+            )
+            queued = server.submit(
+                ts + rng.uniform(0.3, 2.0),
+                endpoint(WEBMAIL_IP, None, "webmail.example.com"),
+                self.account.address,
+                [mail],
+                service="submission",
+                method="PLAIN",
+            )
+            self.queued += queued
+            self.note(self.account.address, queued[0].received)
+
+        return act
+
+
+class HomeProxy(Episode):
+    """A stolen password used through a residential proxy service in the victim's country.
+
+    Every session leaves from another home or mobile address of the victim's own country
+    (often the victim's own provider), with a mail client's HELO: no new country, often no
+    new network operator.  Volume, recipients and the receivers' replies must tell.
+    """
+
+    kind = "home_proxy"
+
+    def __init__(
+        self,
+        server: Server,
+        rng: random.Random,
+        account: Account,
+        start: float,
+        hours: float = 2.0,
+        per_hour: int = 250,
+    ) -> None:
+        super().__init__(server, rng)
+        self.account = account
+        self.start = start
+        self.end = start + hours * 3600
+        self.per_hour = per_hour
+        self.pool = [
+            net for net in networks(None, account.country) if net.kind in ("residential", "mobile")
+        ]
+        self.helo = rng.choice((private_literal(rng), "smtpclient.apple", windows_name(rng)))
+        self.subjects = [(account.address, "account")]
+
+    def sessions(self) -> Iterator[tuple[float, Action]]:
+        rng = self.rng
+        ts = self.start
+        per_session = 2.0
+        while ts < self.end:
+            yield ts, self._session(rng.randint(1, 3))
+            ts += rng.expovariate(self.per_hour / per_session / 3600)
+
+    def _session(self, count: int) -> Action:
+        def act(ts: float) -> None:
+            rng = self.server.rng
+            net = rng.choice(self.pool)
+            client = endpoint(net.address(rng), net, self.helo)
+            domain = self.account.address.partition("@")[2]
+            mails = [
+                Outgoing(
+                    self.account.address,
+                    tuple(harvested(rng, self.server) for _ in range(rng.randint(1, 3))),
+                    int(rng.uniform(4000, 16000)),
+                    message_id(rng, "thunderbird", domain, ts),
+                    spam=True,
+                )
+                for _ in range(count)
+            ]
+            queued = self.server.submit(
+                ts, client, self.account.address, mails, service="submission", method="PLAIN"
+            )
+            self.queued += queued
+            self.note(self.account.address, queued[0].received)
+
+        return act
+
+
+class ImapThenSmtp(Episode):
+    """The stolen password is checked over IMAP from one country; a rented server elsewhere
+    sends the spam an hour or so later.
+
+    The checker logs in two or three times within minutes (a residential address abroad);
+    the sender is a hosting provider's machine whose HELO is its own reverse name (or its
+    address literal), sending a modest hundred or so messages an hour.
+    """
+
+    kind = "imap_then_smtp"
+
+    def __init__(
+        self,
+        server: Server,
+        rng: random.Random,
+        account: Account,
+        start: float,
+        hours: float = 1.5,
+        per_hour: int = 100,
+    ) -> None:
+        super().__init__(server, rng)
+        self.account = account
+        self.start = start
+        self.per_hour = per_hour
+        checker = rng.choice(foreign_networks("residential"))
+        self.checker_ip = checker.address(rng)
+        self.sender_net = rng.choice(
+            networks("hosting", "US") + networks("hosting", "SG") + networks("hosting", "CN")
+        )
+        self.sender_ip = self.sender_net.address(rng)
+        self.spam_start = start + rng.uniform(1200, 5400)
+        self.end = self.spam_start + hours * 3600
+        self.subjects = [(account.address, "account")]
+
+    def sessions(self) -> Iterator[tuple[float, Action]]:
+        rng = self.rng
+        ts = self.start
+        for _ in range(rng.randint(2, 3)):
+            yield ts, self._check()
+            ts += rng.uniform(20, 400)
+        ts = self.spam_start
+        per_session = 2.5
+        while ts < self.end:
+            yield ts, self._spam(rng.randint(1, 4))
+            ts += rng.expovariate(self.per_hour / per_session / 3600)
+
+    def _check(self) -> Action:
+        def act(ts: float) -> None:
+            imap(self.server, ts, self.account.address, self.checker_ip, self.rng.uniform(1, 8))
+
+        return act
+
+    def _spam(self, count: int) -> Action:
+        def act(ts: float) -> None:
+            rng = self.server.rng
+            ip = self.sender_ip
+            client = endpoint(ip, self.sender_net, self.sender_net.hostname(ip) or f"[{ip}]")
+            domain = self.account.address.partition("@")[2]
+            mails = [
+                Outgoing(
+                    self.account.address,
+                    tuple(harvested(rng, self.server) for _ in range(rng.randint(1, 3))),
+                    int(rng.uniform(5000, 20000)),
+                    message_id(rng, "outlook", domain, ts),
+                    spam=True,
+                )
+                for _ in range(count)
+            ]
+            queued = self.server.submit(
+                ts, client, self.account.address, mails, service="smtps", method="LOGIN"
+            )
+            self.queued += queued
+            self.note(self.account.address, queued[0].received)
+
+        return act
+
+
+class ForgedSenders(Episode):
+    """A stolen login that sends as other people: every message with a forged envelope
+    sender at someone else's domain (a partner business or a freemail platform).
+
+    It comes from a rented server in the victim's own country with a proper reverse name
+    and that name as HELO, a hundred or so messages an hour.
+    """
+
+    kind = "forged_senders"
+
+    def __init__(
+        self,
+        server: Server,
+        rng: random.Random,
+        population: Population,
+        account: Account,
+        start: float,
+        hours: float = 1.5,
+        per_hour: int = 120,
+    ) -> None:
+        super().__init__(server, rng)
+        self.account = account
+        self.start = start
+        self.end = start + hours * 3600
+        self.per_hour = per_hour
+        hosts = networks("hosting", account.country) or networks("hosting", "DE")
+        self.net = rng.choice(hosts)
+        self.ip = self.net.address(rng)
+        self.domains = population.partner_domains + list(server.directory.freemail_domains)
+        self.subjects = [(account.address, "account")]
+
+    def sessions(self) -> Iterator[tuple[float, Action]]:
+        rng = self.rng
+        ts = self.start
+        per_session = 2.0
+        while ts < self.end:
+            yield ts, self._session(rng.randint(1, 3))
+            ts += rng.expovariate(self.per_hour / per_session / 3600)
+
+    def _session(self, count: int) -> Action:
+        def act(ts: float) -> None:
+            rng = self.server.rng
+            client = endpoint(self.ip, self.net, self.net.hostname(self.ip) or f"[{self.ip}]")
+            mails = []
+            for _ in range(count):
+                domain = rng.choice(self.domains)
+                sender = f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}@{domain}"
+                mails.append(
+                    Outgoing(
+                        sender,
+                        tuple(harvested(rng, self.server) for _ in range(rng.randint(1, 3))),
+                        int(rng.uniform(4000, 14000)),
+                        message_id(rng, "outlook", domain, ts),
+                        spam=True,
+                    )
+                )
+            queued = self.server.submit(
+                ts, client, self.account.address, mails, service="submission", method="LOGIN"
+            )
+            self.queued += queued
+            self.note(self.account.address, queued[0].received)
 
         return act
 

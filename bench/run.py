@@ -9,6 +9,9 @@ ratio to pflogsumm's time:
 - ``postwatch replay --json LOG``              everything, detection included
 - ``pflogsumm LOG``                            the classic report, when installed
 
+Both replays run twice: with the pure-Python install, and with the compiled build
+(``POSTWATCH_MYPYC=1``, made by :mod:`bench.compiled`; ``--no-compiled`` skips it).
+The last column is the speed against pflogsumm: 2.00 means twice as fast.
 The parse + correlate replay also runs on a log a third as long: its peak memory should be
 about the same, showing that memory does not grow with the length of the log.
 A command that fails is reported with the tail of its error output; the others still run.
@@ -28,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bench import compiled
 from bench.generate import ensure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +51,9 @@ class Result(NamedTuple):
         return statistics.median(self.walls) if self.walls else float("nan")
 
 
-def run_once(argv: Sequence[str]) -> tuple[float, float, int, str]:
+def run_once(
+    argv: Sequence[str], env: dict[str, str] | None = None
+) -> tuple[float, float, int, str]:
     """Run ``argv`` with stdout to /dev/null: (wall seconds, peak RSS MB, status, stderr).
 
     The peak comes from GNU time's ``%M`` when ``/usr/bin/time`` exists: a child's
@@ -68,7 +74,9 @@ def run_once(argv: Sequence[str]) -> tuple[float, float, int, str]:
         ]
         began = time.perf_counter()
         try:
-            pid = os.posix_spawnp(command[0], command, dict(os.environ), file_actions=actions)
+            pid = os.posix_spawnp(
+                command[0], command, env or dict(os.environ), file_actions=actions
+            )
         except OSError as exc:
             return 0.0, 0.0, 127, f"{command[0]}: {exc.strerror}"
         _, status, usage = os.wait4(pid, 0)
@@ -83,12 +91,20 @@ def run_once(argv: Sequence[str]) -> tuple[float, float, int, str]:
     return wall, peak_kib / 1024.0, code, stderr
 
 
-def measure(name: str, argv: Sequence[str], lines: int, repeat: int) -> Result:
-    """Run ``argv`` ``repeat`` times; stop at the first failure."""
+class Job(NamedTuple):
+    name: str
+    argv: list[str]
+    lines: int
+    env: dict[str, str] | None = None
+
+
+def measure(job: Job, repeat: int) -> Result:
+    """Run ``job`` ``repeat`` times; stop at the first failure."""
+    name, argv, lines = job.name, job.argv, job.lines
     walls: list[float] = []
     peak = 0.0
     for _ in range(repeat):
-        wall, rss, code, stderr = run_once(argv)
+        wall, rss, code, stderr = run_once(argv, job.env)
         if code != 0:
             tail = " | ".join(stderr.strip().splitlines()[-3:]) or "(no error output)"
             return Result(
@@ -118,7 +134,7 @@ def table(results: Sequence[Result], baseline: Result | None) -> str:
     """The report: one row per command."""
     header = (
         f"{'command':<34} {'lines':>10} {'median s':>9} {'lines/s':>10} {'peak MB':>8} "
-        f"{'x pflogsumm':>11}"
+        f"{'vs pflogsumm':>12}"
     )
     rows = [header, "-" * len(header)]
     for result in results:
@@ -132,10 +148,10 @@ def table(results: Sequence[Result], baseline: Result | None) -> str:
             and baseline.median > 0
             and baseline.lines == result.lines
         )
-        ratio = f"{result.median / baseline.median:.2f}" if comparable and baseline else "-"
+        ratio = f"{baseline.median / result.median:.2f}" if comparable and baseline else "-"
         rows.append(
             f"{result.name:<34} {result.lines:>10} {result.median:>9.2f} "
-            f"{rate:>10.0f} {result.peak_rss_mb:>8.0f} {ratio:>11}"
+            f"{rate:>10.0f} {result.peak_rss_mb:>8.0f} {ratio:>12}"
         )
     return "\n".join(rows)
 
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--no-compiled", action="store_true", help="Skip the compiled build.")
     args = parser.parse_args(argv)
 
     print(f"generating (or reusing) the logs in {args.dir} ...", file=sys.stderr)
@@ -156,32 +173,44 @@ def main(argv: list[str] | None = None) -> int:
         args.dir / f"bench-{args.lines // 3}-{args.seed}.log", args.lines // 3, args.seed
     )
     big_lines, small_lines = count_lines(big), count_lines(small)
-    postwatch = postwatch_command()
-    replay = [*postwatch, "replay", "--tz", "UTC", "--year", LOG_YEAR, "--no-progress"]
-    jobs: list[tuple[str, list[str], int]] = [
-        ("postwatch parse+correlate", [*replay, "--no-detect", "--json", str(big)], big_lines),
-        ("postwatch full (with detection)", [*replay, "--json", str(big)], big_lines),
+    options = ["replay", "--tz", "UTC", "--year", LOG_YEAR, "--no-progress"]
+    builds: list[tuple[str, list[str], dict[str, str] | None]] = [
+        ("postwatch", postwatch_command(), None)
     ]
+    if not args.no_compiled:
+        print("building (or reusing) the compiled build ...", file=sys.stderr)
+        builds.append(("compiled", *compiled.command(compiled.build(args.dir))))
+    jobs: list[Job] = []
+    for label, start, env in builds:
+        replay = [*start, *options]
+        jobs += [
+            Job(f"{label} parse+correlate", [*replay, "--no-detect", "--json", str(big)], big_lines, env),
+            Job(f"{label} full (with detection)", [*replay, "--json", str(big)], big_lines, env),
+        ]  # fmt: skip
     pflogsumm = shutil.which("pflogsumm")
     if pflogsumm:
-        jobs.append(("pflogsumm", [pflogsumm, str(big)], big_lines))
+        jobs.append(Job("pflogsumm", [pflogsumm, str(big)], big_lines))
     else:
         print("pflogsumm is not on PATH (Debian package pflogsumm): no baseline", file=sys.stderr)
+    replay = [*builds[-1][1], *options]
     jobs.append(
-        (
-            "postwatch parse+correlate, 1/3 log",
+        Job(
+            f"{builds[-1][0]} parse+correlate, 1/3 log",
             [*replay, "--no-detect", "--json", str(small)],
             small_lines,
+            builds[-1][2],
         )
     )
 
     results = []
-    for name, command, lines in jobs:
-        print(f"running {name} x{args.repeat}", file=sys.stderr)
-        results.append(measure(name, command, lines, args.repeat))
+    for job in jobs:
+        print(f"running {job.name} x{args.repeat}", file=sys.stderr)
+        results.append(measure(job, args.repeat))
     baseline = next((result for result in results if result.name == "pflogsumm"), None)
     print(table(results, baseline))
-    full, third = results[0], results[-1]
+    label = builds[-1][0]
+    full = next(result for result in results if result.name == f"{label} parse+correlate")
+    third = results[-1]
     if not full.error and not third.error:
         print(
             f"\npeak memory, parse+correlate: {full.peak_rss_mb:.0f} MB on {big_lines} "

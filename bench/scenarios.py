@@ -4,10 +4,16 @@ Every case replays the same population: a few hundred accounts with four days of
 history (Friday to Monday: office hours, quiet weekend, evening senders, business batches,
 webmail, phones, background noise), then day five (Tuesday) with the case's event.
 Abusive cases: ``burst``, ``low_and_slow``, ``credential_stuffing``, ``php_pickup``,
-``brute_force``.  Look-alikes that must raise nothing: ``newsletter`` (1,000+ a day from one
-server, every day), ``traveller`` (a new country on day five, usual mail), ``mobile``
-(every session from another address of one carrier), ``office_nat`` (a dozen accounts
-behind one address), ``webmail`` (users on 127.0.0.1).
+``brute_force``, and the quieter habits ``webmail_spam`` (a stolen password used through
+the webmail, 127.0.0.1), ``home_proxy`` (a residential proxy in the victim's own country),
+``imap_then_smtp`` (an IMAP check from one country, spam from a server elsewhere) and
+``forged_senders`` (a login sending as other domains' addresses).  Look-alikes that must
+raise nothing: ``newsletter`` (1,000+ a day from one server, every day), ``traveller`` (a
+new country on day five, usual mail), ``mobile`` (every session from another address of
+one carrier), ``office_nat`` (a dozen accounts behind one address), ``webmail`` (users on
+127.0.0.1), ``new_account`` (no history, a busy first day), ``invoice_run`` (300+ invoices
+within the hour, once in the history too), ``stale_list`` (one message to an old list: a
+burst of bounces) and ``list_server`` (a list manager through ``sendmail``, 1,000+ a day).
 
 Logs are RFC 3339 in UTC with microseconds, so golden times are exact strings of the log.
 They are too large to commit: :func:`build_scenario` writes ``<case>.log`` and
@@ -34,8 +40,29 @@ from bench.population import DAY, Population
 from bench.timeline import iso
 from bench.traffic import Server, Source
 
-ABUSIVE = ("burst", "low_and_slow", "credential_stuffing", "php_pickup", "brute_force")
-LOOKALIKES = ("newsletter", "traveller", "mobile", "office_nat", "webmail")
+ABUSIVE = (
+    "burst",
+    "low_and_slow",
+    "credential_stuffing",
+    "php_pickup",
+    "brute_force",
+    "webmail_spam",
+    "home_proxy",
+    "imap_then_smtp",
+    "forged_senders",
+)
+LOOKALIKES = (
+    "newsletter",
+    "traveller",
+    "mobile",
+    "office_nat",
+    "webmail",
+    "new_account",
+    "invoice_run",
+    "stale_list",
+    "list_server",
+)
+BURSTS = ("burst", "webmail_spam", "home_proxy")  # hundreds an hour: stopped within 10
 CASES = ABUSIVE + LOOKALIKES
 DEFAULT_SEED = 1
 HISTORY_DAYS = 4
@@ -67,6 +94,29 @@ NOTES = {
     "of the same mobile carrier.",
     "office_nat": "Twelve accounts of one company all send from the office's one address.",
     "webmail": "Customers who only use the webmail: all their sessions come from 127.0.0.1.",
+    "webmail_spam": "A stolen password used through the webmail: every session an IMAP login "
+    "and a submission over 127.0.0.1 with the webmail's HELO, several hundred messages an "
+    "hour to harvested freemail addresses; many are deferred or bounced.",
+    "home_proxy": "A stolen password used through a residential proxy service in the "
+    "victim's own country: every session from another home or mobile address there, with a "
+    "mail client's HELO, a few hundred messages an hour to harvested freemail addresses.",
+    "imap_then_smtp": "The stolen password is checked with two or three IMAP logins from a "
+    "home address abroad; 20-90 minutes later a rented server elsewhere sends about a "
+    "hundred messages an hour, its HELO its own reverse name or address literal.",
+    "forged_senders": "A stolen login sends from a rented server in the victim's country "
+    "(proper reverse name, matching HELO) with a forged envelope sender at another domain "
+    "on every message, about a hundred an hour.",
+    "new_account": "A new colleague's mailbox, opened on day five: no history, 30-60 "
+    "messages on the first day from the office desktop and the phone, many to people "
+    "written to for the first time.",
+    "invoice_run": "An accounting mailbox that sends a few messages a day, and 300+ invoices "
+    "to its customers within the hour from the office desktop: once in the history (day "
+    "two) and again on day five.",
+    "stale_list": "A member writes to an old address list: one or two messages to 40-80 "
+    "people never written to before, half of whom no longer exist (most platforms bounce "
+    "them as unknown users, some accept everything).",
+    "list_server": "A mailing list manager posting through sendmail as its own uid: a few "
+    "lists, one message per subscriber, 1,000+ messages a day, every day.",
 }
 
 
@@ -137,6 +187,7 @@ def scenario(
         sources: list[Source] = [ordinary.days(0, history_days + 1)]
         if episode is not None:
             sources.append(episode.sessions())
+        sources += _lookalike_sources(case, server, ordinary, population, rng, harmless)
         server.run(sources, until=end)
     abusive = _subject_entries(episode) if episode is not None else []
     if isinstance(episode, abuse.BruteForce):
@@ -192,7 +243,74 @@ def _episode(
         return abuse.BruteForce(
             server, rng, population, abuse.day_start(server, day, rng.uniform(19, 21))
         )
+    if case == "webmail_spam":
+        return abuse.WebmailSpam(
+            server,
+            rng,
+            abuse.pick_victim(population, rng),
+            abuse.day_start(server, day, rng.uniform(10, 15)),
+            hours=rng.uniform(1.2, 2.0),
+            per_hour=rng.randint(300, 700),
+        )
+    if case == "home_proxy":
+        return abuse.HomeProxy(
+            server,
+            rng,
+            abuse.pick_victim(population, rng),
+            abuse.day_start(server, day, rng.uniform(15, 19)),
+            hours=rng.uniform(1.5, 2.5),
+            per_hour=rng.randint(150, 400),
+        )
+    if case == "imap_then_smtp":
+        return abuse.ImapThenSmtp(
+            server,
+            rng,
+            abuse.pick_victim(population, rng),
+            abuse.day_start(server, day, rng.uniform(1, 4)),
+            hours=rng.uniform(1.2, 2.0),
+            per_hour=rng.randint(60, 150),
+        )
+    if case == "forged_senders":
+        return abuse.ForgedSenders(
+            server,
+            rng,
+            population,
+            abuse.pick_victim(population, rng),
+            abuse.day_start(server, day, rng.uniform(9, 12)),
+            hours=rng.uniform(1.2, 2.0),
+            per_hour=rng.randint(60, 200),
+        )
     return None
+
+
+def _lookalike_sources(
+    case: str,
+    server: Server,
+    ordinary: Ordinary,
+    population: Population,
+    rng: random.Random,
+    harmless: list[str],
+) -> list[Source]:
+    """Sessions of the look-alikes that are not part of the ordinary days."""
+    day = HISTORY_DAYS
+    if case == "new_account":
+        account = lookalikes.new_account(population, rng)
+        harmless.append(account.address)
+        return [lookalikes.FirstDay(ordinary, account, day, rng).sessions()]
+    if case == "invoice_run":
+        account = lookalikes.invoicing_account(population, rng)
+        population.add([account])  # before the first ordinary day is planned
+        harmless.append(account.address)
+        return [lookalikes.InvoiceRun(server, account, (1, day), rng).sessions()]
+    if case == "stale_list":
+        writer = abuse.pick_victim(population, rng)
+        harmless.append(writer.address)
+        return [lookalikes.StaleList(ordinary, writer, day, rng).sessions()]
+    if case == "list_server":
+        lists = lookalikes.ListServer(server, population, rng)
+        harmless += [str(lists.uid), lists.domain]
+        return [lists.sessions()]
+    return []
 
 
 def build_scenario(case: str, seed: int, out_dir: Path, **options: Any) -> Path:

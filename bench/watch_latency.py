@@ -22,7 +22,8 @@ from pathlib import Path
 from postwatch.parse import events
 from postwatch.pipeline import Pipeline
 from postwatch.tally import Tally
-from postwatch.watch import Waker, open_watch
+from postwatch.watch import open_watch
+from postwatch.watcher import Waker
 
 parser = argparse.ArgumentParser()
 parser.add_argument("corpus", type=Path)

@@ -2,77 +2,40 @@
 
 ::
 
-    [store]    url, state_dir, retention, batch_size, flush_interval
+    [store]    url, state_dir, retention, batch_size, flush_interval, refresh_interval
     [geo]      mmdb (paths), cache_size, builtin
     [detect]   hostnames, trusted_networks, allow, thresholds, volume, pickup, auth,
                recipients, senders, aliases, providers, overrides, ...
 
 Each top-level table has a parser in ``SECTION_PARSERS``; a later stage (actions, notify,
-watch) adds its own parser and record there.  Unknown keys are errors, so a typo never
-passes silently.  Every error is one line naming the file, the line and the key
+watch) adds its own parser and record there.  The parsers read their tables through
+:class:`~postwatch.configfile.TableReader`: unknown keys are errors, so a typo never passes
+silently, and every error is one line naming the file, the line and the key
 (:class:`~postwatch.errors.ConfigError`).  Durations are seconds or ``"90s"``, ``"5m"``,
 ``"6h"``, ``"2d"``.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from postwatch.actions.settings import ActionsSettings, parse_actions
-from postwatch.errors import ConfigError
+from postwatch.configfile import IPNetwork, TableReader, parse_toml, read_text
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 WINDOWS = ("5m", "1h", "24h")
-WINDOW_SECONDS = (300, 3600, 86400)
-SEVERITIES = ("notice", "warning", "critical")
 
-DEFAULT_FREEMAIL = (
-    "gmail.com",
-    "googlemail.com",
-    "yahoo.com",
-    "yahoo.co.uk",
-    "yahoo.fr",
-    "yahoo.com.br",
-    "hotmail.com",
-    "hotmail.fr",
-    "hotmail.co.uk",
-    "outlook.com",
-    "live.com",
-    "msn.com",
-    "aol.com",
-    "icloud.com",
-    "me.com",
-    "mail.com",
-    "gmx.com",
-    "gmx.de",
-    "gmx.net",
-    "web.de",
-    "mail.ru",
-    "yandex.ru",
-    "yandex.com",
-    "qq.com",
-    "163.com",
-    "126.com",
-    "proton.me",
-    "protonmail.com",
-    "zoho.com",
-    "libero.it",
-    "orange.fr",
-    "free.fr",
-    "laposte.net",
-    "t-online.de",
-    "bol.com.br",
-    "uol.com.br",
-    "rediffmail.com",
-    "seznam.cz",
-    "wp.pl",
-    "o2.pl",
+# Free webmail providers: a spam run's recipients are mostly at them.
+DEFAULT_FREEMAIL = tuple(
+    """
+    gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.com.br
+    hotmail.com hotmail.fr hotmail.co.uk outlook.com live.com msn.com aol.com icloud.com me.com
+    mail.com gmx.com gmx.de gmx.net web.de mail.ru yandex.ru yandex.com qq.com 163.com 126.com
+    proton.me protonmail.com zoho.com libero.it orange.fr free.fr laposte.net t-online.de
+    bol.com.br uol.com.br rediffmail.com seznam.cz wp.pl o2.pl
+    """.split()  # noqa: SIM905 - forty names read better as lines of words than one a line
 )
 # HELO names that mail clients never send but spam and brute-force software does.
 # ("localhost" is left out: PHP mailers on rented servers say it when sending real mail.)
@@ -188,6 +151,8 @@ class StoreSettings:
     retention: float = 90 * 86400.0
     batch_size: int = 500
     flush_interval: float = 30.0  # seconds of log time between flushes
+    # seconds between merges of what other hosts wrote to a shared database (0: never)
+    refresh_interval: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,104 +175,10 @@ class Settings:
     path: str = ""
 
 
-# --- loading -------------------------------------------------------------------------
+# --- the section parsers ---------------------------------------------------------------
 
 
-class _Reader:
-    """Reads typed values out of one table, turning each problem into a located ConfigError."""
-
-    def __init__(self, path: str, text: str, data: Mapping[str, Any], where: tuple[str, ...]):
-        self.path, self.text, self.data, self.where = path, text, data, where
-        self.used: set[str] = set()
-
-    def fail(self, message: str, *keys: str) -> ConfigError:
-        keypath = (*self.where, *keys)
-        return ConfigError(
-            message, path=self.path, line=find_key_line(self.text, keypath), key=".".join(keypath)
-        )
-
-    def sub(self, key: str) -> _Reader:
-        value = self.get(key, {})
-        if not isinstance(value, Mapping):
-            raise self.fail("must be a table", key)
-        return _Reader(self.path, self.text, value, (*self.where, key))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.used.add(key)
-        return self.data.get(key, default)
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def number(self, key: str, default: float, *, minimum: float = 0) -> float:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise self.fail(f"must be a number >= {minimum:g}, not {value!r}", key)
-        return float(value)
-
-    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(f"must be an integer >= {minimum}, not {value!r}", key)
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(f"must be true or false, not {value!r}", key)
-        return value
-
-    def duration(self, key: str, default: float) -> float:
-        value = self.get(key, default)
-        seconds = parse_duration(value)
-        if seconds is None:
-            raise self.fail(f'must be a duration like 90, "5m", "6h" or "2d", not {value!r}', key)
-        return seconds
-
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        value = self.get(key, list(default))
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail("must be a list of strings", key)
-        return tuple(value)
-
-    def networks(self, key: str) -> tuple[IPNetwork, ...]:
-        out = []
-        for text in self.strings(key):
-            try:
-                out.append(ipaddress.ip_network(text, strict=False))
-            except ValueError as exc:
-                raise self.fail(f"not an IP network: {text!r}", key) from exc
-        return tuple(out)
-
-    def paths(self, key: str) -> tuple[Path, ...]:
-        return tuple(Path(item) for item in self.strings(key))
-
-    def check_unknown(self) -> None:
-        for key in self.data:
-            if key not in self.used:
-                raise self.fail("unknown setting", key)
-
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*\Z")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: object) -> float | None:
-    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"6h"``, ``"2d"``, ``"1w"``; None if invalid."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNIT[match.group(2)]
-    return None
-
-
-def _thresholds(reader: _Reader, base: Thresholds) -> Thresholds:
+def _thresholds(reader: TableReader, base: Thresholds) -> Thresholds:
     notice = reader.integer("notice", base.notice, minimum=1)
     # a level left unset moves up with the ones below it, so `notice = 80` alone is valid
     warning = reader.integer("warning", max(base.warning, notice), minimum=1)
@@ -318,7 +189,7 @@ def _thresholds(reader: _Reader, base: Thresholds) -> Thresholds:
     return Thresholds(notice, warning, critical)
 
 
-def _limits(reader: _Reader, base: Limits, *, lift_shorter: bool = False) -> Limits:
+def _limits(reader: TableReader, base: Limits, *, lift_shorter: bool = False) -> Limits:
     """Per-window limits; with ``lift_shorter`` a window left unset takes at least the value
     set for a longer one (a subject allowed 2,000 a day may send them in one batch)."""
 
@@ -339,7 +210,7 @@ def _limits(reader: _Reader, base: Limits, *, lift_shorter: bool = False) -> Lim
     return limits
 
 
-def _override(reader: _Reader, pattern: str, detect: DetectSettings) -> Override:
+def _override(reader: TableReader, pattern: str, detect: DetectSettings) -> Override:
     thresholds = (
         _thresholds(reader, detect.thresholds)
         if any(reader.has(k) for k in ("notice", "warning", "critical"))
@@ -367,7 +238,7 @@ def _override(reader: _Reader, pattern: str, detect: DetectSettings) -> Override
     return override
 
 
-def parse_detect(reader: _Reader) -> DetectSettings:
+def parse_detect(reader: TableReader) -> DetectSettings:
     """The ``[detect]`` table."""
     base = DetectSettings()
     auth = reader.sub("auth")
@@ -396,7 +267,7 @@ def parse_detect(reader: _Reader) -> DetectSettings:
         ceiling=_limits(volume.sub("ceiling"), base.ceiling),
         pickup_floor=_limits(pickup.sub("floor"), base.pickup_floor),
         pickup_ceiling=_limits(pickup.sub("ceiling"), base.pickup_ceiling),
-        trusted_uids=frozenset(_ints(pickup)),
+        trusted_uids=frozenset(_trusted_uids(pickup)),
         brute_failures=auth.integer("brute_failures", base.brute_failures, minimum=1),
         brute_usernames=auth.integer("brute_usernames", base.brute_usernames, minimum=1),
         stuffing_usernames=auth.integer("stuffing_usernames", base.stuffing_usernames, minimum=1),
@@ -425,7 +296,7 @@ def parse_detect(reader: _Reader) -> DetectSettings:
     for index, item in enumerate(providers):
         if not isinstance(item, Mapping):
             raise reader.fail("must be an array of tables [[detect.providers]]", "providers")
-        entry = _Reader(reader.path, reader.text, item, (*reader.where, "providers"))
+        entry = TableReader(reader.path, reader.text, item, (*reader.where, "providers"))
         name = entry.get("name", f"provider{index + 1}")
         if not isinstance(name, str) or not name:
             raise entry.fail("must be a non-empty string", "name")
@@ -440,7 +311,7 @@ def parse_detect(reader: _Reader) -> DetectSettings:
     return replace(settings, providers=tuple(parsed_providers), overrides=overrides)
 
 
-def _ints(reader: _Reader) -> tuple[int, ...]:
+def _trusted_uids(reader: TableReader) -> tuple[int, ...]:
     value = reader.get("trusted_uids", [])
     if not isinstance(value, list) or not all(
         isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
@@ -449,7 +320,7 @@ def _ints(reader: _Reader) -> tuple[int, ...]:
     return tuple(value)
 
 
-def parse_store(reader: _Reader) -> StoreSettings:
+def parse_store(reader: TableReader) -> StoreSettings:
     """The ``[store]`` table."""
     base = StoreSettings()
     url = reader.get("url", "")
@@ -464,12 +335,13 @@ def parse_store(reader: _Reader) -> StoreSettings:
         retention=reader.duration("retention", base.retention),
         batch_size=reader.integer("batch_size", base.batch_size, minimum=1),
         flush_interval=reader.duration("flush_interval", base.flush_interval),
+        refresh_interval=reader.duration("refresh_interval", base.refresh_interval),
     )
     reader.check_unknown()
     return settings
 
 
-def parse_geo(reader: _Reader) -> GeoSettings:
+def parse_geo(reader: TableReader) -> GeoSettings:
     """The ``[geo]`` table."""
     base = GeoSettings()
     settings = GeoSettings(
@@ -481,7 +353,7 @@ def parse_geo(reader: _Reader) -> GeoSettings:
     return settings
 
 
-SECTION_PARSERS: dict[str, Callable[[_Reader], Any]] = {
+SECTION_PARSERS: dict[str, Callable[[TableReader], Any]] = {
     "detect": parse_detect,
     "store": parse_store,
     "geo": parse_geo,
@@ -493,75 +365,14 @@ def load_settings(path: str | Path | None) -> Settings:
     """Read and check a TOML config file; ``None`` gives the defaults."""
     if path is None:
         return Settings()
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file: {exc}", path=name) from exc
-    return parse_settings(text, name)
-
-
-_TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+    return parse_settings(read_text(path), str(path))
 
 
 def parse_settings(text: str, path: str = "<config>") -> Settings:
     """Settings from TOML text; ``path`` names it in errors."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        match = _TOML_LINE.search(message)
-        line = int(match.group(1)) if match else None
-        raise ConfigError(_TOML_LINE.sub("", message).strip(), path=path, line=line) from exc
-    root = _Reader(path, text, data, ())
+    root = TableReader(path, text, parse_toml(text, path), ())
     sections: dict[str, Any] = {}
     for name, parser in SECTION_PARSERS.items():
         sections[name] = parser(root.sub(name))
     root.check_unknown()
     return Settings(path=path, **sections)
-
-
-# --- finding the line of a key -------------------------------------------------------
-
-_HEADER = re.compile(r"\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?\Z")
-_ASSIGN = re.compile(
-    r"\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
-    r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
-)
-_KEY_PART = re.compile(r"[A-Za-z0-9_-]+|\"([^\"]*)\"|'([^']*)'")
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    parts = []
-    for match in _KEY_PART.finditer(text):
-        quoted = match.group(1) if match.group(1) is not None else match.group(2)
-        parts.append(quoted if quoted is not None else match.group(0))
-    return tuple(parts)
-
-
-def find_key_line(text: str, keypath: tuple[str, ...]) -> int | None:
-    """The 1-based line that sets ``keypath`` (or its closest enclosing key or table)."""
-    best_line, best_depth = None, 0
-    table: tuple[str, ...] = ()
-    for number, line in enumerate(text.splitlines(), 1):
-        header = _HEADER.match(line)
-        if header and not _ASSIGN.match(line):
-            table = _split_key(header.group(1))
-            candidate = table
-        else:
-            assign = _ASSIGN.match(line)
-            if not assign:
-                continue
-            candidate = (*table, *_split_key(assign.group(1)))
-            if len(candidate) < len(keypath) and _inline_has(line, keypath[len(candidate) :]):
-                candidate = keypath
-        depth = len(candidate)
-        if candidate == keypath[:depth] and depth > best_depth:
-            best_line, best_depth = number, depth
-    return best_line
-
-
-def _inline_has(line: str, rest: tuple[str, ...]) -> bool:
-    """Whether an inline table or array on ``line`` mentions the remaining key parts."""
-    value = line.split("=", 1)[1]
-    return all(re.search(rf"(?<![\w-]){re.escape(part)}\s*=", value) for part in rest)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,14 +25,9 @@ from typing import Any, NamedTuple
 import click
 
 from postwatch.actions.commands import DEFAULT_CONFIG
-from postwatch.actions.settings import ActionsSettings, build_locks, parse_actions
-from postwatch.config import (
-    SECTION_PARSERS,
-    Settings,
-    _Reader,  # the config module's table reader, extended below to note what it reads
-    find_key_line,
-    parse_settings,
-)
+from postwatch.actions.settings import ActionsSettings, build_locks
+from postwatch.config import SECTION_PARSERS, Settings
+from postwatch.configfile import TableReader, find_key_line, parse_toml, read_text
 from postwatch.errors import ConfigError, PostwatchError
 from postwatch.geo import Geo
 
@@ -56,7 +50,7 @@ class CheckedConfig(NamedTuple):
     effective: dict[KeyPath, Read]
 
 
-class _NotingReader(_Reader):
+class _NotingReader(TableReader):
     """The config reader, noting every key read into ``effective``."""
 
     def __init__(
@@ -84,24 +78,15 @@ class _NotingReader(_Reader):
 
 
 def section_parsers() -> dict[str, Callable[[Any], Any]]:
-    """Every top-level table's parser: the config module's, and ``[actions]``."""
-    parsers: dict[str, Callable[[Any], Any]] = dict(SECTION_PARSERS)
-    parsers.setdefault("actions", parse_actions)
-    return parsers
+    """Every top-level table's parser (``[actions]`` included)."""
+    return dict(SECTION_PARSERS)
 
 
 def check_config(path: str | Path, *, build: bool = True) -> CheckedConfig:
     """Parse ``path`` noting every key, then (``build``) build what a run would build."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file: {exc}", path=name) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        parse_settings(text, name)  # raises the located error the config module words
-        raise
+    text = read_text(path)
+    data = parse_toml(text, name)
     effective: dict[KeyPath, Read] = {}
     root = _NotingReader(name, text, data, (), effective)
     sections = {key: parser(root.sub(key)) for key, parser in section_parsers().items()}

@@ -26,11 +26,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from postwatch.configfile import IPNetwork
 from postwatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 BUILTIN_DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"
 # Never foreign: private (RFC 1918, ULA), carrier-grade NAT, link-local, unspecified.
 # Documentation ranges (192.0.2.0/24, 2001:db8::/32 ...) are left foreign on purpose: they

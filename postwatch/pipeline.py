@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class Detector(Protocol):
-    """What the pipeline needs of the anomaly engine."""
+    """What the pipeline needs of the anomaly engine.
+
+    A detector with an ``accepts`` set of types is passed only items of those types; one
+    without it (a tee that counts every line) is passed everything.
+    """
 
     def feed(self, item: object) -> list[Any]:
         """Take an event or a correlated record; return the alerts it raised."""
@@ -63,18 +67,20 @@ class Pipeline:
         count_event = self.tally.event
         count_record = self.tally.record
         detector = self.detector
+        feed = detector.feed if detector is not None else None
+        wanted: frozenset[type] | None = getattr(detector, "accepts", None)
         line: LogLine | None = None
         for line in lines:
             try:
                 event = parse(line)
                 count_event(event)
                 records = correlate(event)
-                if detector is not None:
-                    self._alerts(detector.feed(event))
+                if feed is not None and (wanted is None or type(event) in wanted):
+                    self._alerts(feed(event))
                 for record in records:
                     count_record(record)
-                    if detector is not None:
-                        self._alerts(detector.feed(record))
+                    if feed is not None and (wanted is None or type(record) in wanted):
+                        self._alerts(feed(record))
             except Exception as exc:  # one bad line never stops the pipeline
                 self._error(line, exc)
         if line is not None:
@@ -143,11 +149,14 @@ def build_pipeline(
     from postwatch.actions.settings import build_runner
     from postwatch.detect import Detector
     from postwatch.geo import Geo
-    from postwatch.store import Store
 
     if not detect:
         return Stages(Pipeline(on_alert=on_alert), None, None)
-    store = Store.from_settings(settings.store, cli_url=store_url, host=host) if use_store else None
+    store = None
+    if use_store:  # SQLAlchemy is imported only for a store
+        from postwatch.store import Store
+
+        store = Store.from_settings(settings.store, cli_url=store_url, host=host)
     detect_settings = settings.detect
     detector = Detector(
         detect_settings, store, Geo.from_settings(settings.geo, detect_settings), clock, learn=learn

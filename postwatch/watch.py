@@ -1,28 +1,25 @@
 """``postwatch watch``: follow the live mail log forever, and never count a line twice.
 
-The loop::
+The command reads the config, builds the pipeline (:func:`~postwatch.pipeline.build_pipeline`)
+with its store and actions, and hands it to :func:`open_watch`, which locks the state
+directory, restores the last commit and opens the sources (files, the journal) into a
+:class:`~postwatch.watcher.Watcher`; a :class:`~postwatch.watcher.Waker` runs its loop until
+a signal stops it.  How lines are counted exactly once is told in :mod:`postwatch.watcher`.
 
-    read a batch from every source -> frame -> Pipeline.run -> commit? -> status.json
-    (sleep poll_interval when nothing came; a signal or journal output wakes it early)
-
-Exactly once.  A commit writes, in one atomic replacement of ``checkpoint.json`` (temporary
-file, fsync, rename, fsync of the folder), the position of every source *and* a snapshot of
-the pipeline state those lines produced (correlator, counters, detector).  After a crash or
-``kill -9`` at any moment, the next start restores the state of the last commit and reads
-again from that commit's positions: a line read after the commit is counted by the restored
-state exactly once, as it was not in it.  A commit follows the first batch, or the first
-idle poll, ``commit_interval`` seconds after the last commit (a commit costs a pickle and an
-fsync: tens of milliseconds), and one ends every run.  Alerts raised after the last commit
-are raised again on the replay: alerts are at least once, within that window, and the
-incident store keys them.
-
-:class:`~postwatch.status.Checkpoint` is the seam for another backing (the state database,
-the positions written in the transaction that writes the store's batch): ``save(positions,
-state)`` must replace both together, ``load()`` returns the last pair saved.
-
-Signals: SIGTERM/SIGINT finish the batch, commit and exit 0; SIGHUP reloads the config
-(a broken one is reported, the old one kept).  Under systemd (``Type=notify``) it sends
-READY, STATUS, RELOADING, STOPPING and WATCHDOG (:mod:`postwatch.sdnotify`).
+Reload (SIGHUP, systemd's ``ExecReload``) applies the new config the way a restart would,
+without a new process.  The file is checked as ``postwatch config check`` checks it (and a
+database or state directory it changes must open); a broken one is reported in one line,
+``file:line: key: message``, and the old one kept.  A good one: the current batch is
+finished, the checkpoint committed and the store flushed as SIGTERM does, every descriptor
+closed (the state directory's lock, the sources, journalctl, the store, the notify socket;
+what Python opens is close-on-exec anyway), then the same command line is executed again
+(:func:`restart_argv`: this interpreter with its options, then ``-m postwatch ...`` or the
+``postwatch`` script, and the arguments) in the same process, so systemd keeps tracking the
+same PID: RELOADING=1 before, READY=1 from the new program once it has started.  It resumes
+from the committed checkpoint and loads profiles and open incidents from the store, so no
+line is lost or read twice; only the in-memory windows of the detector (recent failures,
+per-window counts) start empty, exactly as after ``systemctl restart``.  The config sets
+everything again: thresholds, actions, the store, the state directory.
 """
 
 from __future__ import annotations
@@ -30,339 +27,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
 import sys
-from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import click
 
 from postwatch.clock import Clock, SystemClock, zone
-from postwatch.errors import PostwatchError, StoreError, UsageError
-from postwatch.parse.syslog import Framer
+from postwatch.errors import ConfigError, PostwatchError, UsageError
 from postwatch.pipeline import Pipeline
-from postwatch.records import LogLine
 from postwatch.sdnotify import Notifier
-from postwatch.sources.follow import FileFollower, JournalFollower, Position
-from postwatch.status import (
-    Checkpoint,
-    JsonCheckpoint,
-    StatusFile,
-    lock_state_dir,
-    restore,
-    snapshot,
-)
-
-log = logging.getLogger(__name__)
-
-POLL_INTERVAL = 0.1  # seconds between polls of quiet sources: the bulk of alert latency
-
-# --- sources -------------------------------------------------------------------------------
-
-
-class Source(Protocol):
-    """What the loop reads: a :class:`FileSource` or a :class:`JournalFollower`."""
-
-    key: str  # where its position is kept in the checkpoint
-
-    def read(self, max_lines: int) -> list[LogLine]: ...
-    def position(self) -> dict[str, Any]: ...
-    def report(self) -> dict[str, Any]: ...
-    def fileno(self) -> int | None: ...
-    def close(self) -> object: ...
-
-
-class FileSource:
-    """A followed file, framed with its own :class:`Framer` (yearless stamps: now's year)."""
-
-    def __init__(
-        self, path: str, saved: object, *, tz: tzinfo | None, clock: Clock, from_start: bool = False
-    ) -> None:
-        self.path = path
-        self.key = f"file:{os.path.abspath(path)}"
-        try:
-            start = Position.from_json(saved) if saved is not None else None
-        except ValueError as exc:
-            raise StoreError(f"checkpoint position of {path}: {exc}") from exc
-        self.follower = FileFollower(path, start, from_start=from_start)
-        now = clock.now()
-        self._framer = Framer(tz, reference=now.astimezone(tz) if tz else now.astimezone())
-
-    def read(self, max_lines: int) -> list[LogLine]:
-        frame = self._framer
-        return [frame(raw.text, raw.lineno, raw.origin) for raw in self.follower.read(max_lines)]
-
-    def position(self) -> dict[str, Any]:
-        return self.follower.position().to_json()
-
-    def report(self) -> dict[str, Any]:
-        follower = self.follower
-        return {
-            "name": self.path,
-            "kind": "file",
-            "mode": follower.mode,
-            "file": follower.current,
-            "offset": follower.offset,
-            "lag_bytes": follower.lag(),
-            "error": follower.error,
-        }
-
-    def fileno(self) -> None:
-        return None  # files are polled
-
-    def close(self) -> None:
-        self.follower.close()
-
-
-# --- the loop ---------------------------------------------------------------------------------
-
-
-class Watcher:
-    """Drive sources into a pipeline; commit positions with state; keep the status fresh.
-
-    Tests call :meth:`start`, :meth:`step` and :meth:`stop` on a stepped clock; :meth:`run`
-    is the forever loop around them.
-    """
-
-    def __init__(
-        self,
-        sources: Sequence[Source],
-        pipeline: Pipeline,
-        checkpoint: Checkpoint,
-        *,
-        clock: Clock,
-        status: StatusFile | None = None,
-        notifier: Notifier | None = None,
-        reload: Callable[[], object] | None = None,
-        batch_lines: int = 2000,
-        poll_interval: float = POLL_INTERVAL,
-        commit_interval: float = 1.0,
-        heartbeat_interval: float = 5.0,
-        on_close: Callable[[], object] | None = None,
-        on_step: Callable[[], object] | None = None,
-    ) -> None:
-        self.sources = list(sources)
-        self.pipeline = pipeline
-        self.checkpoint = checkpoint
-        self.clock = clock
-        self.status = status
-        self.notifier = notifier or Notifier({})
-        self._reload = reload
-        self.batch_lines = batch_lines
-        self.poll_interval = poll_interval
-        self.commit_interval = commit_interval
-        self.heartbeat_interval = heartbeat_interval
-        self._on_close = on_close
-        self._on_step = on_step
-        self.lines = 0
-        self.state = "starting"
-        self.config: dict[str, Any] = {}
-        self.errors: Counter[str] = Counter()
-        self.last_error: dict[str, str] | None = None
-        self.committed: datetime | None = None
-        self._stop = self._reload_wanted = self._dirty = self._busy = False
-        self._last_commit = self._last_status = float("-inf")
-        self._progress: dict[str, dict[str, Any]] = {
-            source.key: {"lines": 0, "last_line_at": None} for source in self.sources
-        }
-
-    # --- control, safe to call from a signal handler ---------------------------------------
-
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def request_reload(self) -> None:
-        self._reload_wanted = True
-
-    # --- the steps -------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Commit where the sources start (a first run starts at the end), then READY."""
-        self.state = "running"
-        self.commit()
-        self.write_status()
-        self.notifier.ready(self.status_line())
-
-    def step(self) -> int:
-        """Read one batch from every source and process it; the number of lines read."""
-        if self._reload_wanted:
-            self._reload_wanted = False
-            self.reload()
-        count = 0
-        for source in self.sources:
-            try:
-                lines = source.read(self.batch_lines)
-            except (OSError, PostwatchError) as exc:
-                self.fail(f"{source.key}: {exc}", type(exc).__name__)
-                continue
-            if lines:
-                self.pipeline.run(lines)
-                progress = self._progress[source.key]
-                progress["lines"] += len(lines)
-                progress["last_line_at"] = self.clock.now().isoformat()
-                count += len(lines)
-        self.lines += count
-        now = self.clock.monotonic()
-        self._dirty = self._dirty or count > 0
-        committed = self._dirty and now - self._last_commit >= self.commit_interval
-        if committed:
-            try:
-                self.commit()
-            except PostwatchError as exc:  # disk full, say: keep going, retry next interval
-                self.fail(str(exc), type(exc).__name__)
-                self._last_commit = now
-                committed = False
-        if count or now - self._last_status >= self.heartbeat_interval:
-            self.write_status()
-        if count or self._busy or committed:
-            self.notifier.status(self.status_line())
-        self._busy = count > 0
-        self.notifier.watchdog()
-        if self._on_step is not None:
-            self._on_step()  # due notifications and retries
-        return count
-
-    def commit(self) -> None:
-        """Save every source's position with the state its lines produced, atomically."""
-        positions = {source.key: source.position() for source in self.sources}
-        flush = getattr(self.pipeline.detector, "flush", None)
-        if flush is not None:
-            flush()  # the store is never behind the checkpoint
-        self.checkpoint.save(positions, snapshot(self.pipeline))
-        self._dirty = False
-        self._last_commit = self.clock.monotonic()
-        self.committed = self.clock.now()
-        if self.status is not None:
-            tally = self.pipeline.tally
-            try:
-                self.status.write_summary([*tally.account_records(), tally.totals_record()])
-            except OSError as exc:
-                self.fail(f"cannot write {self.status.summary_path}: {exc}", "OSError")
-
-    def reload(self) -> None:
-        """Reload the config; a broken one is reported and the old one kept."""
-        if self._reload is None:
-            return
-        self.notifier.reloading()
-        try:
-            self._reload()
-        except PostwatchError as exc:
-            self.fail(f"config not reloaded, the old one is kept: {exc}", "ConfigError")
-        else:
-            self.config["reloaded_at"] = self.clock.now().isoformat()
-            log.info("config reloaded")
-        self.write_status()
-        self.notifier.ready(self.status_line())
-
-    def stop(self) -> None:
-        """Commit the last batch, say so, close the sources."""
-        self.notifier.stopping(self.status_line())
-        try:
-            self.commit()
-        finally:
-            self.state = "stopped"
-            self.write_status()
-            self.close()
-
-    def close(self) -> None:
-        for source in self.sources:
-            source.close()
-        self.notifier.close()
-        if self._on_close is not None:
-            self._on_close()
-
-    def run(self, wait: Callable[[float, list[int]], object]) -> None:
-        """Loop until :meth:`request_stop`; ``wait(seconds, fds)`` idles between polls."""
-        self.start()
-        try:
-            while not self._stop:
-                if not self.step() and not self._stop and not self._reload_wanted:
-                    fds = [
-                        fd for fd in (source.fileno() for source in self.sources) if fd is not None
-                    ]
-                    wait(self.poll_interval, fds)
-        except BaseException:
-            self.close()  # no commit: the state may be half-way through a batch
-            raise
-        self.stop()
-
-    # --- reporting -------------------------------------------------------------------------
-
-    def fail(self, message: str, kind: str) -> None:
-        """Count and log an error once per kind of error; it never stops the loop."""
-        self.errors[kind] += 1
-        if self.last_error is None or self.last_error["message"] != message:
-            log.error("%s", message)
-        self.last_error = {"at": self.clock.now().isoformat(), "message": message}
-
-    def status_line(self) -> str:
-        lag = sum(report.get("lag_bytes") or 0 for report in self._reports())
-        errors = sum(self.errors.values()) + sum(self.pipeline.errors.values())
-        return f"{self.state}: {self.lines} lines read, {lag} bytes behind, {errors} errors"
-
-    def _reports(self) -> list[dict[str, Any]]:
-        return [{**source.report(), **self._progress[source.key]} for source in self.sources]
-
-    def write_status(self) -> None:
-        self._last_status = self.clock.monotonic()
-        if self.status is None:
-            return
-        errors = self.errors + self.pipeline.errors
-        try:
-            self.status.write(
-                state=self.state,
-                lines=self.lines,
-                sources=self._reports(),
-                errors=errors,
-                last_error=self.last_error,
-                committed=self.committed,
-                config=self.config,
-            )
-        except OSError as exc:
-            self.fail(f"cannot write {self.status.path}: {exc.strerror or exc}", "OSError")
-
-
-class Waker:
-    """Idles between polls; a signal (through ``signal.set_wakeup_fd``) or journal output
-    ends the wait at once.  Installs the SIGTERM/SIGINT/SIGHUP handlers of a watcher."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._saved: dict[int, Any] = {}
-        self._saved_fd: int | None = None
-
-    def install(self, watcher: Watcher) -> None:
-        def stop(_signum: int, _frame: object) -> None:
-            watcher.request_stop()
-
-        def reload(_signum: int, _frame: object) -> None:
-            watcher.request_reload()
-
-        for signum in self.SIGNALS:
-            self._saved[signum] = signal.signal(signum, reload if signum == signal.SIGHUP else stop)
-        self._saved_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-
-    def wait(self, seconds: float, fds: list[int]) -> None:
-        select.select([self._read, *fds], [], [], seconds)  # PEP 475: EINTR is retried
-        try:
-            while os.read(self._read, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        for signum, handler in self._saved.items():
-            signal.signal(signum, handler)
-        if self._saved_fd is not None:
-            signal.set_wakeup_fd(self._saved_fd)
-        os.close(self._read)
-        os.close(self._write)
+from postwatch.sources.follow import JournalFollower
+from postwatch.status import Checkpoint, JsonCheckpoint, StatusFile, lock_state_dir, restore
+from postwatch.watcher import POLL_INTERVAL, FileSource, Source, Waker, Watcher
 
 
 class JournalOptions(NamedTuple):
@@ -518,29 +198,37 @@ def watch_command(
 ) -> None:
     """Follow live logs (or the journal) forever; alerts as JSON lines on stdout."""
     from postwatch.config import load_settings
+    from postwatch.detect import Detector
     from postwatch.pipeline import build_pipeline
+    from postwatch.store.refresh import ProfileRefresh
 
     if not files and not journal:
         raise UsageError("watch: give the log files to follow, or --journal")
     if (units or identifiers) and not journal:
         raise UsageError("watch: --unit and --identifier need --journal")
     logging.basicConfig(level=logging.INFO, format="postwatch: %(levelname)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # not a line per migration step
     settings = load_settings(config_path)
-    current = {"settings": settings}
-
-    def reload() -> None:
-        current["settings"] = load_settings(config_path)  # a ConfigError keeps the old one
-
     state = state_dir or settings.store.state_dir
     clock = SystemClock()
-    if not (db_url or os.environ.get("POSTWATCH_DB") or settings.store.url):
-        db_url = f"sqlite:///{Path(state).absolute() / 'postwatch.db'}"
+    store_url = _store_url(db_url, settings, state)
+    if store_url != db_url:  # the default: SQLite in the state directory
         Path(state).mkdir(parents=True, exist_ok=True, mode=0o700)
     stages = build_pipeline(
-        settings, clock=clock, store_url=db_url, act=not dry_run, on_alert=_print_alert
+        settings, clock=clock, store_url=store_url, act=not dry_run, on_alert=_print_alert
     )
     if stages.runner is not None:
         stages.runner.recover()  # finish what a crash left half done
+    running_url = stages.store.url if stages.store is not None else None
+
+    def reload() -> None:
+        assert config_path is not None
+        check_reload(config_path, db_url, state_dir, running=(state, running_url))
+
+    refresh = None
+    detector = stages.pipeline.detector
+    if stages.store is not None and isinstance(detector, Detector):
+        refresh = ProfileRefresh(stages.store, detector, clock).refresh
     watcher = open_watch(
         files,
         state_dir=state,
@@ -554,15 +242,95 @@ def watch_command(
         commit_interval=commit_interval,
         batch_lines=batch_lines,
         on_step=stages.runner.tick if stages.runner is not None else None,
+        refresh=refresh,
+        refresh_interval=settings.store.refresh_interval,
     )
-    watcher.config = {"path": config_path or ""}
+    watcher.config = {"path": config_path or "", "loaded_at": clock.now().isoformat()}
     waker = Waker()
     waker.install(watcher)
+    # The correlator's open messages are in the checkpoint and the store is flushed at each
+    # commit: they are never flushed at exit (Stages.close would count them again when the
+    # next start, or the re-executed program, carries them on from the checkpoint).
     try:
         watcher.run(waker.wait)
     finally:
+        if watcher.restart:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # pending across exec
         waker.close()
-        stages.close()
+        if stages.runner is not None:
+            stages.runner.close()
+        if stages.store is not None:
+            stages.store.close()
+    if watcher.restart:
+        restart(restart_argv())
+
+
+def _store_url(db_url: str | None, settings: Any, state: Path | str) -> str | None:
+    """The database URL given to the store: ``--db``, ``$POSTWATCH_DB``, the config's, else
+    SQLite in the state directory (None: the store resolves the first two itself)."""
+    if db_url or os.environ.get("POSTWATCH_DB") or settings.store.url:
+        return db_url
+    return f"sqlite:///{Path(state).absolute() / 'postwatch.db'}"
+
+
+def check_reload(
+    config_path: str,
+    db_url: str | None,
+    state_dir: Path | None,
+    *,
+    running: tuple[Path | str, str | None],
+) -> None:
+    """Check ``config_path`` before a reload starts again with it: parse it and build what
+    ``postwatch config check`` builds; a state directory or a database other than the
+    ``running`` pair must open.  Raises :class:`PostwatchError` (a :class:`ConfigError`
+    names file, line and key)."""
+    from postwatch.configcheck import check_config
+    from postwatch.configfile import find_key_line, read_text
+    from postwatch.status import lock_state_dir
+    from postwatch.store import Store
+    from postwatch.store.database import resolve_url
+
+    settings = check_config(config_path).settings
+    state = state_dir or settings.store.state_dir
+    running_state, running_url = running
+    if Path(state).absolute() != Path(running_state).absolute():
+        try:
+            Path(state).mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(lock_state_dir(Path(state)))  # UsageError: another watch holds it
+        except OSError as exc:
+            keypath = ("store", "state_dir")
+            raise ConfigError(
+                f"cannot use state directory {state}: {exc.strerror or exc}",
+                path=config_path,
+                line=find_key_line(read_text(config_path), keypath),
+                key=".".join(keypath),
+            ) from exc
+    if running_url is not None:
+        url = resolve_url(_store_url(db_url, settings, state), settings.store)
+        if url != running_url:
+            Store(url, upgrade=False).close()  # a StoreError names the database
+
+
+def restart_argv() -> list[str]:
+    """The command line this process was started with, to run again: this interpreter and
+    its options, then ``-m postwatch ...`` or the ``postwatch`` script, then the arguments."""
+    if not sys.executable:
+        raise PostwatchError("cannot start again: the Python interpreter's path is unknown")
+    arguments = sys.orig_argv[1:] if hasattr(sys, "orig_argv") else sys.argv
+    return [sys.executable, *arguments]
+
+
+def restart(argv: list[str]) -> None:
+    """Replace this process by ``argv`` (same PID); on failure, a :class:`PostwatchError`
+    (exit 1, which a ``Restart=on-failure`` unit answers by starting it again)."""
+    logging.getLogger(__name__).info("starting again in process %d", os.getpid())
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # what is buffered is lost by exec
+    try:
+        os.execv(argv[0], argv)
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        raise PostwatchError(f"cannot start again {argv[0]}: {exc.strerror or exc}") from exc
 
 
 def _print_alert(alert: Any) -> None:

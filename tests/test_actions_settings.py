@@ -21,7 +21,7 @@ from postwatch.actions.notify import RecordingSender
 from postwatch.actions.settings import ActionsSettings, build_runner, parse_actions
 from postwatch.actions.sqllock import SqlLock
 from postwatch.clock import SteppedClock
-from postwatch.config import _Reader
+from postwatch.configfile import TableReader
 from postwatch.errors import ConfigError
 
 FULL = """\
@@ -70,7 +70,7 @@ repeat_after = "5m"
 
 
 def parse(text: str) -> ActionsSettings:
-    reader = _Reader("postwatch.toml", text, tomllib.loads(text), ())
+    reader = TableReader("postwatch.toml", text, tomllib.loads(text), ())
     return parse_actions(reader.sub("actions"))
 
 
@@ -104,6 +104,10 @@ def test_runner_is_built_with_every_backend(tmp_path: Path) -> None:
     assert runner.policy.allowlisted("root@example.com")
     assert runner.policy.allowlisted("anyone@partner.example")
     assert runner.policy.trusted("192.0.2.7") and not runner.policy.trusted("203.0.113.5")
+    runner.journal.entries()  # opens a pooled connection to the journal's database
+    assert runner.journal.engine.pool.checkedin() == 1
+    runner.close()
+    assert runner.journal.engine.pool.checkedin() == 0  # released: nothing left open
 
 
 def test_empty_table_builds_a_notify_free_runner_with_a_memory_journal() -> None:

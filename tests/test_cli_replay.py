@@ -131,3 +131,32 @@ def test_bad_usage_exits_2():
     assert postwatch("replay", "--tz", "Mars/Olympus", str(DEMO)).returncode == 2
     learn = postwatch("replay", "--learn", str(DEMO))
     assert learn.returncode == 2 and "--db" in learn.stderr
+
+
+def test_replay_without_a_database_loads_no_database_code():
+    """A replay without --db never imports SQLAlchemy (it costs a cron job a third of a second)."""
+    probe = (
+        "import sys; from postwatch.cli import main; sys.argv = ['postwatch', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'sqlalchemy')[:3])"
+    )
+    for extra in (["--no-detect"], []):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                probe,
+                "replay",
+                *extra,
+                "--year",
+                "2025",
+                "--tz",
+                "UTC",
+                str(DEMO),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == "[]", extra

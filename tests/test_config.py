@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from postwatch.config import (
-    DetectSettings,
-    Settings,
-    load_settings,
-    parse_duration,
-    parse_settings,
-)
+from postwatch.config import DetectSettings, Settings, load_settings, parse_settings
+from postwatch.configfile import find_key_line, parse_duration
 from postwatch.errors import ConfigError
 
 FULL = """\
@@ -22,6 +17,7 @@ url = "sqlite:////var/lib/postwatch/state.db"
 retention = "30d"
 batch_size = 200
 flush_interval = "10s"
+refresh_interval = "2m"
 
 [geo]
 mmdb = ["/usr/share/GeoIP/GeoLite2-City.mmdb"]
@@ -73,6 +69,7 @@ def test_every_table_is_read() -> None:
     settings = parse_settings(FULL, "postwatch.toml")
     assert settings.store.retention == 30 * 86400
     assert settings.store.batch_size == 200
+    assert settings.store.refresh_interval == 120
     assert settings.geo.mmdb == (Path("/usr/share/GeoIP/GeoLite2-City.mmdb"),)
     detect = settings.detect
     assert detect.hostnames == ("mx.example.org",)
@@ -116,6 +113,18 @@ def test_bad_value_names_the_line_of_its_key() -> None:
     assert str(caught.value).startswith("x.toml:4: detect.volume.floor.messages.1h: ")
 
 
+def test_store_refresh_interval_is_a_duration_that_0_turns_off() -> None:
+    """``[store] refresh_interval`` defaults to five minutes, takes 0, and a bad value is one
+    line naming the file, the line and the key."""
+    assert Settings().store.refresh_interval == 300
+    assert parse_settings("[store]\nrefresh_interval = 0\n").store.refresh_interval == 0
+    with pytest.raises(ConfigError) as caught:
+        parse_settings('[store]\nbatch_size = 10\nrefresh_interval = "often"\n', "p.toml")
+    message = str(caught.value)
+    assert message.startswith("p.toml:3: store.refresh_interval: must be a duration")
+    assert "\n" not in message
+
+
 def test_unknown_key_is_an_error() -> None:
     """A typo never passes silently."""
     with pytest.raises(ConfigError) as caught:
@@ -156,3 +165,19 @@ def test_durations() -> None:
     assert parse_duration("soon") is None
     assert parse_duration(-1) is None
     assert parse_duration(True) is None
+
+
+def test_key_line_through_quoted_tables_and_inline_tables() -> None:
+    """A key is found under a quoted table name and inside an inline table; a missing one
+    falls back to its closest enclosing table, or to no line at all."""
+
+    def line_of(*keypath: str) -> str:
+        number = find_key_line(FULL, keypath)
+        assert number is not None
+        return FULL.splitlines()[number - 1]
+
+    overrides = ("detect", "overrides", "newsletter@example.org")
+    assert line_of(*overrides, "notice") == "notice = 80"
+    assert line_of(*overrides, "floor", "messages", "24h") == "floor.messages = { 24h = 2500 }"
+    assert line_of("detect", "auth", "typo") == "[detect.auth]"
+    assert find_key_line(FULL, ("actions",)) is None

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from postwatch.config import load_settings, parse_duration
+from postwatch.config import load_settings
 from postwatch.configcheck import check_config, config_group, section_parsers
+from postwatch.configfile import parse_duration
 from postwatch.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "contrib" / "postwatch.toml"
@@ -126,6 +127,12 @@ def test_check_prints_json():
             "must be an integer",
         ),
         ("[store]\n\nretension = 5\n", 3, "store.retension", "unknown setting"),
+        (
+            '[store]\nrefresh_interval = "-5m"\n',
+            2,
+            "store.refresh_interval",
+            "must be a duration",
+        ),
         ("[geo]\nbuiltin = true\ncache_size = = 3\n", 3, None, "Invalid value"),
         (
             '[actions.notify]\nurls = ["nonsense-scheme://x"]\n',

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from annotated import read_samples
 from conftest import MAILLOGS
+from test_corpus import CORPUS, FILES, corpus_lines
 
-from postwatch.parse.syslog import Framer
+from postwatch.parse.syslog import Framer, month_table
+from postwatch.records import LogLine
 
 SAMPLES = list(read_samples(MAILLOGS / "framing" / "framing.log", "frame"))
 
@@ -71,3 +74,241 @@ def test_frame_lines_equals_framing_one_by_one():
         list(Framer(tz=UTC, year=2026).frame_lines(texts + texts[:3], "x"))[: len(texts)]
         == expected
     )
+
+
+# --- shapes tried only when the usual ones miss --------------------------------------------
+
+ISSUES = "github-issues"  # user-posted lines (no licence): read from the corpus, never copied
+
+
+def corpus_text(corpus, rel: str, lineno: int) -> str:
+    """Line ``lineno`` of a corpus file, as the framer gets it."""
+    return (corpus / rel).read_text(encoding="utf-8").splitlines()[lineno - 1]
+
+
+def test_localized_month_from_a_journalctl_in_italian(corpus):
+    """journalctl's "ott 13 00:40:47" (it_IT) is October 13th, framed like an English stamp."""
+    text = corpus_text(corpus, f"{ISSUES}/openmandrivaassociation__distribution__issue195.log", 2)
+    line = Framer(tz=UTC, year=2026)(text, 2, "x")
+    assert line.ts == datetime(2026, 10, 13, 0, 40, 47, tzinfo=UTC)
+    assert (line.host, line.program, line.pid) == ("localhost.localdomain", "postfix/cleanup", 5810)
+    assert line.message == text.partition("postfix/cleanup[5810]: ")[2]
+    assert line.message.startswith("warning: hash:/etc/postfix/virtual ")
+
+
+@pytest.mark.parametrize(
+    ("rel", "when", "program", "pid", "tag"),
+    [
+        # docker-compose v1: "name_1 | ", one space
+        (
+            "mailcow__mailcow-dockerized__issue2111.log",
+            (12, 21, 22, 8, 36),
+            "dovecot",
+            None,
+            "dovecot",
+        ),
+        # one space, and syslog's unpadded day ("Sep 2")
+        (
+            "docker-mailserver__docker-mailserver__issue302.log",
+            (9, 2, 9, 24, 6),
+            "dovecot",
+            None,
+            "dovecot",
+        ),
+        # docker compose v2: "name-1  | ", the name padded to the widest
+        ("antespi__docker-imap-devel__issue5.log", (6, 16, 9, 34, 49), "dovecot", None, "dovecot"),
+        (
+            "mailcow__mailcow-dockerized__issue5898.log",
+            (6, 7, 0, 11, 23),
+            "postfix/postscreen",
+            357,
+            "postfix/postscreen[357]",
+        ),
+    ],
+)
+def test_compose_prefix_is_dropped_and_the_rest_framed(corpus, rel, when, program, pid, tag):
+    """A `docker compose logs` line frames as the syslog line after its "name | " prefix."""
+    text = corpus_text(corpus, f"{ISSUES}/{rel}", 1)
+    line = Framer(tz=UTC, year=2026)(text, 1, "x")
+    assert line.ts == datetime(2026, *when, tzinfo=UTC)
+    assert (line.program, line.pid) == (program, pid)
+    head, _, message = text.partition(f" {tag}: ")
+    assert line.host == head.rpartition(" ")[2] and line.host
+    assert line.message == message
+
+
+def test_container_stamp_before_a_syslog_line_keeps_the_container_time(corpus):
+    """`docker logs -t` output frames with the runtime's RFC 3339 stamp and syslog's host/tag."""
+    text = corpus_text(corpus, f"{ISSUES}/mailu__mailu__issue1674.log", 1)
+    line = Framer(tz=UTC, year=2026)(text, 1, "x")
+    assert line.ts == datetime(2020, 11, 2, 13, 52, 2, 681188, tzinfo=UTC)
+    assert (line.host, line.program, line.pid) == ("mail", "postfix/smtp", 236167)
+    assert line.message == text.partition("postfix/smtp[236167]: ")[2]
+
+
+def test_dovecot_1_prefix_before_the_stamp(corpus):
+    """Dovecot 1.x's "dovecot: Mmm dd hh:mm:ss Level: ..." frames like its line without the prefix."""
+    prefixed = corpus_text(corpus, "wazuh/dovecot.log", 17)
+    bare = corpus_text(corpus, "wazuh/dovecot.log", 9)
+    assert prefixed == "dovecot: " + bare
+    framer = Framer(tz=UTC, year=2026)
+    assert framer(prefixed)[:5] == framer(bare)[:5]
+    assert framer(prefixed).ts == datetime(2026, 1, 7, 14, 46, 28, tzinfo=UTC)
+
+
+def test_localized_year_rolls_over_like_english():
+    """Localized stamps roll over like English ones ("dic 31" -> "gen 01"), in any mix of languages."""
+    stamps = [
+        "dic 31 23:59:59",
+        "gen 01 00:00:01",
+        "Dez 31 23:59:58",
+        "Jan  1 00:00:02",
+        "ene 02 10:00:00",
+    ]
+    texts = [f"{stamp} mx postfix/smtpd[1]: x" for stamp in stamps]
+    one_by_one = Framer(tz=UTC, year=2025)
+    assert [one_by_one(text).ts.year for text in texts] == [2025, 2026, 2025, 2026, 2026]
+    streamed = list(Framer(tz=UTC, year=2025).frame_lines(texts))
+    assert [line.ts for line in streamed] == [
+        datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
+        datetime(2025, 12, 31, 23, 59, 58, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC),
+        datetime(2026, 1, 2, 10, 0, 0, tzinfo=UTC),
+    ]
+
+
+def test_localized_month_in_the_other_case_and_a_reference_year():
+    """A title-case "Ott" reads like "ott", and a file's mtime picks the year as for English."""
+    framer = Framer(tz=UTC, reference=datetime(2026, 1, 5, tzinfo=UTC))
+    assert framer("Ott 13 00:40:47 mx postfix/qmgr[2]: x").ts == datetime(
+        2025, 10, 13, 0, 40, 47, tzinfo=UTC
+    )
+
+
+def test_unknown_or_impossible_localized_stamps_stay_unframed():
+    """A word that is no month, or a day that does not exist, frames nothing."""
+    framer = Framer(tz=UTC, year=2026)
+    for text in ("foo 13 00:40:47 mx postfix/qmgr[2]: x", "feb 30 00:40:47 mx postfix/qmgr[2]: x"):
+        line = framer(text)
+        assert (line.host, line.program, line.message) == ("", "", text)
+
+
+def test_month_tables_that_disagree_are_refused():
+    """A name two languages give to different months, or a table without twelve, raises."""
+    with pytest.raises(ValueError, match="'mar'"):
+        month_table({"xx": "jan feb mar apr mai jun jul aug sep okt nov dec", "yy": "mar " * 12})
+    with pytest.raises(ValueError, match="11 month names"):
+        month_table({"xx": "a b c d e f g h i j k"})
+
+
+MESSAGE_TRAPS = [
+    "mailserver-1  | Jun 16 09:34:49 evil postfix/qmgr[1]: X: removed",
+    "dovecot: Jun 23 15:04:05 Info: imap-login: Login: user=<root>",
+    "2020-11-02T13:52:02.681188429Z Nov 02 13:52:02 evil postfix/qmgr[1]: X: removed",
+    "ott 13 00:40:47 evil postfix/qmgr[1]: X: removed",
+]
+FRAMED_BASES = [
+    "Nov 23 10:00:00 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from a[192.0.2.1]: 550 x; helo=<{}>",
+    "Nov 23 10:00:00 mx dovecot: auth: passwd-file({},192.0.2.1): unknown user",
+    "2024-08-29T01:08:59.764590+00:00 mx postfix/smtpd[7]: warning: a[192.0.2.1]: SASL LOGIN "
+    "authentication failed: x, sasl_username={}",
+    "2019-10-15 08:08:52 imap-login: Info: Disconnected: user=<{}>, rip=192.0.2.1",
+    "mailserver-1  | Sep 8 07:46:30 canyon dovecot: auth-worker(1): pam({},1.1.1.1): unknown user",
+    "ott 13 00:40:47 mx postfix/smtpd[7]: connect from {}[192.0.2.1]",
+]
+
+
+@pytest.mark.parametrize("base", FRAMED_BASES)
+@pytest.mark.parametrize("trap", MESSAGE_TRAPS)
+def test_prefix_shapes_inside_a_message_never_change_the_framing(base, trap):
+    """Attacker text that looks like a prefix or stamp, anywhere in a message, stays message text."""
+    plain = Framer(tz=UTC, year=2026)(base.format("PLACE"))
+    assert plain.program, "the base line itself must frame"
+    text = base.format(trap)
+    framed_alone = Framer(tz=UTC, year=2026)(text)
+    framed_streamed = next(Framer(tz=UTC, year=2026).frame_lines([text]))
+    for framed in (framed_alone, framed_streamed):
+        assert framed[:4] == plain[:4]
+        assert framed.message == plain.message.replace("PLACE", trap)
+
+
+def test_only_one_prefix_is_dropped_however_many_there_are():
+    """Prefixes are not peeled recursively: a stack of them stays unframed, without recursion."""
+    framer = Framer(tz=UTC, year=2026)
+    inner = "Jun 16 09:34:49 mx postfix/smtpd[1]: x"
+    assert framer("a | b | " + inner).program == ""
+    stacked = "a | " * 100_000 + inner
+    assert framer(stacked).message == stacked
+    assert framer("dovecot: a | " + inner).program == ""
+
+
+def test_a_tag_with_a_space_is_not_a_program():
+    """A tag with a space ("some thing[12]:") is no syslog tag: no program, the text is kept."""
+    text = "Nov 23 10:00:00 mx some thing[12]: msg"
+    for line in (
+        Framer(tz=UTC, year=2026)(text),
+        next(Framer(tz=UTC, year=2026).frame_lines([text])),
+    ):
+        assert (line.host, line.program, line.pid, line.message) == (
+            "mx",
+            "",
+            None,
+            "some thing[12]: msg",
+        )
+
+
+# Corpus lines that stay unframed: no time to read, or not a log record.  (file, pattern, reason)
+UNFRAMED: tuple[tuple[str, str, str], ...] = (
+    (
+        "",
+        r"(?:\S+ )?(?:postfix(?:-[\w-]+)?/[\w/-]+|[\w-]+-login|pam_unix\(dovecot:auth\))"
+        r"(?:\[\d+\])?: ",
+        "tag-only text (copied from alert mails, issues or docs): no stamp, so no time",
+    ),
+    (
+        "postfix_exporter/sergeymakinen-",
+        r"",
+        "templated malformed lines (an exporter's error tests)",
+    ),
+    ("fail2ban/", r"\d{4}-\d\d-\d\dT[\d:.]+[a-z]", "hand-edited stamp (PROVENANCE caveat)"),
+    ("fail2ban/", r"@[0-9a-f]{40}(?: |\Z)", "40 hex digits: not a tai64n label (24)"),
+    (
+        "fail2ban/",
+        r"@[0-9a-f]{24}\Z|  \S",
+        "a multilog label alone, its text wrapped onto the next line",
+    ),
+    (f"{ISSUES}/", r"-- Logs begin at .* --\Z", "journalctl's header: not a record"),
+    (
+        f"{ISSUES}/",
+        r"mail\.info: \w{3} [ \d]\d [\d:]{8} opendkim\[",
+        "opendkim's facility-prefixed stderr",
+    ),
+)
+_UNFRAMED = [(where, re.compile(pattern), reason) for where, pattern, reason in UNFRAMED]
+
+
+def unframed_corpus_lines() -> list[tuple[str, LogLine]]:
+    """(file, line) for every corpus line the framer leaves without host and program."""
+    found = []
+    for path in FILES:
+        rel = str(path.relative_to(CORPUS))
+        found += [(rel, line) for line in corpus_lines(path) if not (line.host or line.program)]
+    return found
+
+
+def test_every_unframed_corpus_line_has_a_listed_reason(corpus):
+    """Each corpus line left unframed matches a listed shape, and each shape is still needed."""
+    used: set[str] = set()
+    unexplained = []
+    for rel, line in unframed_corpus_lines():
+        reasons = [
+            r
+            for where, pattern, r in _UNFRAMED
+            if rel.startswith(where) and pattern.match(line.message)
+        ]
+        used.update(reasons[:1])
+        if not reasons:
+            unexplained.append(f"{rel}:{line.lineno}: {line.message[:120]}")
+    assert unexplained == []
+    assert sorted({reason for _where, _pattern, reason in UNFRAMED} - used) == []

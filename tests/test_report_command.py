@@ -12,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from conftest import MAILLOGS
+from sqlalchemy import text
 from system.postfix_instance import free_port
 
 from bench.scenarios import build_scenario
@@ -23,9 +24,9 @@ from postwatch.detect import Detector
 from postwatch.errors import ActionError, StoreError, UsageError
 from postwatch.geo import Geo
 from postwatch.pipeline import Pipeline
-from postwatch.report.build import STORE_NOTE
 from postwatch.report.command import ReportContext, report_command
 from postwatch.report.locks import current_locks
+from postwatch.report.stored import STORE_NOTE_NO_VOLUMES
 from postwatch.sources.files import read_lines
 from postwatch.store import Store
 
@@ -157,20 +158,24 @@ def test_script_spam_is_reported_by_uid_against_history(pickup_case, config):
 
 
 def test_report_from_the_state_store(tmp_path, config):
-    """Without FILES the store is read: incidents and origins, and a note of what it lacks."""
+    """Without FILES the store is read: incidents and origins; without hourly volumes (a store
+    written before they were kept) a note says the message counts are unknown."""
     database = tmp_path / "state" / "postwatch.db"
     store = Store(f"sqlite:///{database}")
     pipeline = Pipeline(detector=Detector(DetectSettings(), store, GEO, SteppedClock(NOW)))
     pipeline.run(read_lines([str(DEMO)], tz=UTC, year=2025))
     pipeline.close()
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM volumes"))
     store.close()
     result = run(["--config", str(config), "--since", "2025-11-25", "--until", "2025-11-26"])
     assert result.exit_code == 0, result.output
     data = report_json(["--config", str(config), "--since", "2025-11-25", "--until", "2025-11-26"])
     victim = DEMO_GOLDEN["abusive"][0]["subject"]
-    assert victim in result.output and STORE_NOTE[:40] in result.output
+    assert victim in result.output and STORE_NOTE_NO_VOLUMES[:80] in result.output
     row = next(row for row in data["accounts"] if row["account"] == victim)
     assert row["messages"] is None and row["severity"] in ("warning", "critical")
+    assert row["hourly"] == [] and data["bins_start"] is None
     assert row["ips"] and row["countries"]
     assert {incident["subject"] for incident in data["incidents"]} >= {
         entry["subject"] for entry in DEMO_GOLDEN["abusive"]
@@ -196,10 +201,13 @@ def test_a_foreign_database_is_a_store_error(config):
     assert "cannot read the state database" in str(result.exception)
 
 
-def journal_with_locks(config: Path) -> None:
-    (config.parent / "state").mkdir(exist_ok=True)
+def journal_with_locks(config: Path, url: str = "") -> None:
+    """Lock and unlock accounts in the journal where `postwatch lock` writes: the store's
+    database (the state directory's postwatch.db unless ``url`` names another)."""
+    url = url or f"sqlite:///{config.parent / 'state' / 'postwatch.db'}"
+    Store(url).close()  # the store's schema holds the journal's table
     clock = SteppedClock(NOW - timedelta(hours=3))
-    journal = SqlJournal(f"sqlite:///{config.parent / 'state' / 'actions.sqlite'}", clock)
+    journal = SqlJournal(url, clock)
     steps = [
         ("lock:postfix-map", "alice@example.org", "done"),
         ("lock:dovecot", "alice@example.org", "done"),
@@ -222,6 +230,15 @@ def test_locked_accounts_come_from_the_action_journal(config):
         ("alice@example.org", ["dovecot", "postfix-map"])
     ]
     assert data["locks"][0]["reason"] == "burst"
+
+
+def test_a_report_from_another_database_reads_its_locks(config, tmp_path):
+    """With --db the locks come from that database, where watch --db journals them."""
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    journal_with_locks(config, url)
+    data = report_json(["--config", str(config), "--db", url])
+    assert [row["account"] for row in data["locks"]] == ["alice@example.org"]
+    assert report_json(["--config", str(config), "--year", "2025", str(DEMO)])["locks"] == []
 
 
 def test_current_locks_follow_the_last_entry_per_backend():

@@ -1,5 +1,5 @@
 """The state store on SQLite and on a real PostgreSQL server: schema, upgrades, batches,
-restarts, several hosts, retention and the actions journal."""
+restarts, several hosts and retention (upgrades past 0002: ``test_store_migrations``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from postwatch.errors import StoreError
 from postwatch.geo import Geo
 from postwatch.store import Store, resolve_url
 
+HEAD = "0005"
 HELO = "EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI"
 
 
@@ -38,7 +39,7 @@ def detector_on(store: Store | None, *, learn: bool = False) -> Detector:
 def test_a_new_database_gets_the_newest_schema(url: str) -> None:
     """Opening creates every table at the newest revision."""
     store = Store(url)
-    assert store.revision() == "0002"
+    assert store.revision() == HEAD
     assert {
         "subjects",
         "baselines",
@@ -46,8 +47,9 @@ def test_a_new_database_gets_the_newest_schema(url: str) -> None:
         "recipients",
         "incidents",
         "alerts",
-        "actions",
+        "postwatch_actions",
     } <= store.tables()
+    assert "actions" not in store.tables(), "the action journal's table is the only one"
     store.close()
 
 
@@ -83,9 +85,9 @@ def test_upgrade_from_the_initial_revision_keeps_rows(url: str) -> None:
         )
     old.close()
     store = Store(url)  # opening upgrades
-    assert store.revision() == "0002" and "recipients" in store.tables()
+    assert store.revision() == HEAD and "recipients" in store.tables()
     assert store.count("subjects") == 1 and store.count("origins") == 1
-    assert store.actions()[0].action == "lock"
+    assert store.count("postwatch_actions") == 1, "the old actions row moved to the journal"
     profile = store.load_profiles()[0]
     assert profile.learned and profile.origins["country"]["DE"].seen == 7
     store.close()
@@ -185,32 +187,6 @@ def test_retention_prunes_old_rows(url: str) -> None:
     assert removed["alerts"] >= 1 and removed["origins"] >= 1
     assert store.count("alerts") == 0 and store.count("subjects") == 0
     assert store.count("incidents") == 1, "an open incident is never pruned"
-    store.close()
-
-
-def test_actions_journal(url: str) -> None:
-    """Actions are journalled as started, then done or failed, with their detail."""
-    store = Store(url, host="mx")
-    started = T0 + timedelta(minutes=5)
-    first = store.action_started(
-        subject="alice@example.org",
-        subject_kind="account",
-        action="lock",
-        ts=started,
-        incident_id="inc1",
-    )
-    second = store.action_started(subject="45.148.10.81", action="ban", ts=started)
-    store.action_finished(first, state="done", ts=started + timedelta(seconds=1))
-    store.action_finished(second, state="failed", ts=started, detail="fail2ban-client: 1")
-    actions = store.actions()
-    assert [(a.action, a.state, a.host) for a in actions] == [
-        ("lock", "done", "mx"),
-        ("ban", "failed", "mx"),
-    ]
-    assert actions[1].detail == "fail2ban-client: 1"
-    assert store.actions(incident_id="inc1")[0].id == first
-    with pytest.raises(ValueError):
-        store.action_finished(first, state="finished", ts=started)
     store.close()
 
 

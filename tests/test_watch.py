@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+import postwatch.watch
 from postwatch.clock import SteppedClock
 from postwatch.errors import ConfigError, StoreError, UsageError
 from postwatch.pipeline import Pipeline
@@ -30,7 +36,8 @@ from postwatch.status import (
     status_check,
 )
 from postwatch.tally import Tally
-from postwatch.watch import JournalOptions, Watcher, open_watch
+from postwatch.watch import JournalOptions, check_reload, open_watch, restart_argv, watch_command
+from postwatch.watcher import REFRESH_INTERVAL, Waker, Watcher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -317,33 +324,186 @@ def test_run_loops_until_stopped_then_commits(tmp_path: Path, submissions: list[
     assert position["offset"] == log.stat().st_size
 
 
-def test_reload_keeps_the_old_config_when_the_new_one_is_broken(tmp_path: Path) -> None:
-    """A broken config on reload is reported in the status; a good one is applied."""
+def test_reload_keeps_running_on_a_broken_config_and_ends_the_loop_on_a_good_one(
+    tmp_path: Path, submissions: list[str]
+) -> None:
+    """A broken config on reload is reported and the loop goes on; a good one ends it like a
+    stop (committed, no line read after it) with ``restart`` set, and no STOPPING sent."""
     from postwatch.config import load_settings
 
     config = tmp_path / "postwatch.toml"
     config.write_text("[store]\nbatch_size = 100\n")
-    applied = [load_settings(config)]
+    log, state = tmp_path / "mail.log", tmp_path / "state"
+    log.write_bytes(b"")
+    sent: list[tuple[str, ...]] = []
+
+    class Recording(Notifier):
+        def send(self, *fields: str) -> bool:
+            sent.append(fields)
+            return True
+
     watcher = watch(
-        tmp_path / "mail.log",
-        tmp_path / "state",
-        SteppedClock(),
-        reload=lambda: applied.append(load_settings(config)),
+        log, state, SteppedClock(), reload=lambda: load_settings(config), notifier=Recording({})
     )
     watcher.start()
     config.write_text("[store]\nbatch_size = -5\n")
     watcher.request_reload()
-    watcher.step()
-    assert len(applied) == 1
-    last_error = read_status(tmp_path / "state")["last_error"]
-    assert "old one is kept" in last_error["message"] and "batch_size" in last_error["message"]
+    append(log, submissions[:10])
+    assert watcher.step() == 10
+    assert not watcher.restart
+    last_error = read_status(state)["last_error"]
+    assert "old one is kept" in last_error["message"]
+    assert f"{config}:2: store.batch_size" in last_error["message"]
     config.write_text("[store]\nbatch_size = 200\n")
     watcher.request_reload()
-    watcher.step()
-    assert [settings.store.batch_size for settings in applied] == [100, 200]
+    append(log, submissions[10:30])
+    sent.clear()
+    assert watcher.step() == 0
+    assert watcher.restart
     watcher.stop()
-    with pytest.raises(ConfigError):
-        load_settings(tmp_path / "missing.toml")
+    assert [fields[0].split("=")[0] for fields in sent] == ["RELOADING", "STATUS"]
+    assert read_status(state)["state"] == "reloading"
+    assert summary(state)[-1]["lines"] == 10
+    saved = JsonCheckpoint(state).load()
+    assert saved is not None
+    assert next(iter(saved.positions.values()))["offset"] < log.stat().st_size
+
+
+def test_a_stop_asked_during_a_reload_wins(tmp_path: Path) -> None:
+    """A SIGTERM after a good config was checked stops the watcher: it does not start again."""
+    watcher = watch(tmp_path / "mail.log", tmp_path / "state", SteppedClock(), reload=lambda: None)
+    watcher.start()
+    watcher.request_reload()
+    watcher.step()
+    assert watcher.restart
+    watcher.request_stop()
+    assert not watcher.restart
+    watcher.stop()
+    assert read_status(tmp_path / "state")["state"] == "stopped"
+
+
+def test_check_reload_refuses_what_the_new_program_could_not_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload is checked like ``config check``, and a state directory or a database the
+    new config changes must open; an unchanged good config passes."""
+    monkeypatch.delenv("POSTWATCH_DB", raising=False)
+    config, state = tmp_path / "postwatch.toml", tmp_path / "state"
+    running_url = f"sqlite:///{state.absolute() / 'postwatch.db'}"
+    running = (state, running_url)
+    config.write_text(f'[store]\nstate_dir = "{state}"\n')
+    check_reload(str(config), None, None, running=running)
+    config.write_text("[store]\n\n[detect.auth]\nbrute_failures = 0\n")
+    with pytest.raises(ConfigError, match=f"{config}:4: detect.auth.brute_failures"):
+        check_reload(str(config), None, state, running=running)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config.write_text(f'[store]\nurl = "sqlite:///{blocker}/postwatch.db"\n')
+    with pytest.raises(StoreError, match="a-file"):
+        check_reload(str(config), None, state, running=running)
+    other = tmp_path / "other-state"
+    held = watch(tmp_path / "mail.log", other, SteppedClock())
+    config.write_text(f'[store]\nstate_dir = "{other}"\n')
+    with pytest.raises(UsageError, match="another postwatch watch"):
+        check_reload(str(config), None, None, running=running)
+    held.close()
+    check_reload(str(config), None, None, running=running)
+
+
+def test_restart_argv_is_the_start_command_with_this_interpreter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command run again keeps the interpreter's options, ``-m`` or the script, and
+    every argument; its program is this interpreter's full path, so a virtualenv is kept."""
+    monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python3")
+    for started in (
+        ["python3", "-X", "dev", "-m", "postwatch", "watch", "--config", "p.toml", "mail.log"],
+        ["/opt/venv/bin/python3", "/opt/venv/bin/postwatch", "watch", "mail.log"],
+    ):
+        monkeypatch.setattr(sys, "orig_argv", started)
+        assert restart_argv() == ["/opt/venv/bin/python3", *started[1:]]
+
+
+def test_a_sighup_blocked_while_starting_reaches_the_watcher(tmp_path: Path) -> None:
+    """A SIGHUP that arrived while the new program started (blocked across exec) is handled
+    once its handler is installed: it asks for a reload instead of killing the process."""
+    calls: list[int] = []
+    watcher = watch(
+        tmp_path / "mail.log", tmp_path / "state", SteppedClock(), reload=lambda: calls.append(1)
+    )
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    waker = Waker()
+    try:
+        # to this thread: a process-wide signal could go to another thread of the test run,
+        # where SIGHUP is not blocked, and end the run
+        signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
+        assert signal.SIGHUP in signal.sigpending()
+        waker.install(watcher)
+        assert signal.SIGHUP not in signal.sigpending()
+    finally:
+        waker.close()
+        saved = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # drops it if still pending
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGHUP, saved)
+    watcher.start()
+    watcher.step()
+    assert calls == [1]
+    watcher.stop()
+
+
+def test_refresh_interval_0_never_refreshes(tmp_path: Path) -> None:
+    """With a refresh interval of 0 the shared state is never merged, however long it runs."""
+    clock = SteppedClock()
+    calls: list[float] = []
+    watcher = watch(
+        tmp_path / "mail.log",
+        tmp_path / "state",
+        clock,
+        refresh=lambda: calls.append(clock.monotonic()),
+        refresh_interval=0,
+    )
+    watcher.start()
+    for _ in range(5):
+        clock.step(REFRESH_INTERVAL)
+        watcher.step()
+    watcher.stop()
+    assert calls == []
+
+
+def test_watch_command_refreshes_at_the_configured_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[store] refresh_interval`` reaches the watcher the command builds: it merges the
+    shared store at that interval of its clock, not at the default one."""
+    config = tmp_path / "postwatch.toml"
+    config.write_text('[store]\nrefresh_interval = "90s"\n')
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"")
+    clock = SteppedClock()
+    calls: list[float] = []
+
+    def stepped_watch(paths: list[str], **options: Any) -> Watcher:
+        """The command's own watcher, on a stepped clock and counting its refreshes."""
+        refresh = options["refresh"]
+
+        def counted() -> object:
+            calls.append(clock.monotonic())
+            return refresh()
+
+        watcher = open_watch(paths, **{**options, "clock": clock, "refresh": counted})
+        watcher.start()
+        for _ in range(3):
+            clock.step(45)
+            watcher.step()
+        watcher.request_stop()  # run() then only starts and stops
+        return watcher
+
+    monkeypatch.delenv("POSTWATCH_DB", raising=False)
+    monkeypatch.setattr(postwatch.watch, "open_watch", stepped_watch)
+    arguments = ["--config", str(config), "--state-dir", str(tmp_path / "state"), "--dry-run"]
+    result = CliRunner().invoke(watch_command, [*arguments, str(log)])
+    assert result.exit_code == 0, result.output
+    assert calls == [90.0]
 
 
 def test_journal_cursor_is_committed_and_resumed(tmp_path: Path, submissions: list[str]) -> None:
@@ -399,6 +559,7 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
     assert len(path) < 100, "unix socket path too long"
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(path)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # the sender's pid, as systemd
     receiver.settimeout(20)
     yield receiver, path
     receiver.close()
@@ -420,13 +581,18 @@ def messages(receiver: socket.socket) -> list[str]:
 def test_sd_notify_ready_status_watchdog_reloading_stopping(
     tmp_path: Path, submissions: list[str], notify_socket: tuple[socket.socket, str]
 ) -> None:
-    """Under systemd the watcher sends READY, STATUS per batch, WATCHDOG, RELOADING, STOPPING."""
+    """Under systemd the watcher sends READY, STATUS per batch, WATCHDOG, RELOADING (then READY
+    again, the broken config kept), STOPPING."""
     receiver, path = notify_socket
     clock = SteppedClock()
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10000000"}, clock=clock)
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    watcher = watch(log, tmp_path / "state", clock, notifier=notifier, reload=lambda: None)
+
+    def broken() -> None:
+        raise ConfigError("must be an integer >= 1, not 0", path="p.toml", line=2, key="x")
+
+    watcher = watch(log, tmp_path / "state", clock, notifier=notifier, reload=broken)
     watcher.start()
     assert messages(receiver) == ["READY=1\nSTATUS=running: 0 lines read, 0 bytes behind, 0 errors"]
     append(log, submissions[:20])
@@ -446,7 +612,7 @@ def test_sd_notify_ready_status_watchdog_reloading_stopping(
     assert sent[2:] == ["WATCHDOG=1"]
     watcher.stop()
     assert messages(receiver) == [
-        "STOPPING=1\nSTATUS=running: 20 lines read, 0 bytes behind, 0 errors"
+        "STOPPING=1\nSTATUS=running: 20 lines read, 0 bytes behind, 1 errors"  # the config
     ]
 
 
@@ -516,7 +682,8 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 class WatchProcess:
-    """``python -m postwatch.watch`` on one file, observed through its notify socket."""
+    """``python -m postwatch.watch`` (or ``launch``) on one file, observed through its notify
+    socket; its alerts go to the file ``alerts`` when given."""
 
     def __init__(
         self,
@@ -526,44 +693,51 @@ class WatchProcess:
         receiver: socket.socket,
         notify: str,
         *extra: str,
+        launch: list[str] | None = None,
+        alerts: Path | None = None,
     ) -> None:
         self.receiver = receiver
         self.state = state
+        self.sender: int | None = None  # the pid that sent the last message
         env = {**os.environ, "NOTIFY_SOCKET": notify, "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "postwatch.watch",
-                str(log),
-                "--state-dir",
-                str(state),
-                "--tz",
-                "UTC",
-                "--batch-lines",
-                "50",
-                "--commit-interval",
-                "0.2",
-                "--poll-interval",
-                "0.05",
-                *extra,
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        env.pop("POSTWATCH_DB", None)
+        with alerts.open("wb") if alerts is not None else open(os.devnull, "wb") as output:
+            self.process = subprocess.Popen(
+                [
+                    *(launch or [sys.executable, "-m", "postwatch.watch"]),
+                    str(log),
+                    "--state-dir",
+                    str(state),
+                    "--tz",
+                    "UTC",
+                    "--batch-lines",
+                    "50",
+                    "--commit-interval",
+                    "0.2",
+                    "--poll-interval",
+                    "0.05",
+                    *extra,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=output,
+                stderr=subprocess.PIPE,
+            )
         started.append(self.process)
         while not self.next_message().startswith("READY=1"):
             pass  # what a killed predecessor sent and nobody read
 
     def next_message(self) -> str:
         try:
-            return self.receiver.recv(4096).decode()
+            data, ancillary, _, _ = self.receiver.recvmsg(4096, socket.CMSG_SPACE(12))
         except TimeoutError:
             self.process.kill()
             assert self.process.stderr is not None
             pytest.fail(f"no word from postwatch watch: {self.process.stderr.read().decode()}")
+        for level, kind, credentials in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                self.sender = struct.unpack("iII", credentials[:12])[0]  # struct ucred
+        return data.decode()
 
     def wait_for_lines(self, count: int) -> str:
         """Until it says it has read ``count`` lines or more; that message."""
@@ -618,28 +792,147 @@ def test_kill_9_mid_stream_gives_the_same_counts_as_an_uninterrupted_run(
     assert uninterrupted[0]["messages"] == 1415
 
 
-def test_sighup_with_a_broken_config_then_sigterm(
+# 12 SASL failures each in pflgviewer/mail.log, the first client's all before the second's
+GUESSER, LATER_GUESSER = "24.234.109.177", "24.180.247.54"
+
+
+def sasl_failures(lines: list[str], client_ip: str) -> list[str]:
+    """The Postfix smtpd warnings of failed SASL logins from ``client_ip``."""
+    return [line for line in lines if f"[{client_ip}]: SASL " in line and "failed" in line]
+
+
+def alerts_in(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def open_files(pid: int) -> list[str]:
+    """What process ``pid`` has open; sockets and pipes without their inode numbers."""
+    folder, found = Path(f"/proc/{pid}/fd"), []
+    for name in os.listdir(folder):
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
+            found.append(re.sub(r":\[\d+\]\Z", "", os.readlink(folder / name)))
+    return sorted(found)
+
+
+def config_with(brute_failures: int, extra: str = "") -> str:
+    """A config that judges password guessing by ``brute_failures`` a client IP an hour."""
+    return f"[geo]\nbuiltin = false\n\n[detect.auth]\nbrute_failures = {brute_failures}\n{extra}"
+
+
+def console_script(tmp_path: Path) -> list[str]:
+    """A ``postwatch`` script as pip writes it (this interpreter in its #! line)."""
+    script = tmp_path / "postwatch"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\n\nfrom postwatch.cli import main\n\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return [str(script), "watch"]
+
+
+@pytest.mark.parametrize("launch", ["python -m postwatch", "postwatch script"])
+def test_sighup_with_a_good_config_applies_it_in_the_same_process(
+    launch: str,
     tmp_path: Path,
     submissions: list[str],
     notify_socket: tuple[socket.socket, str],
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    """SIGHUP with a broken config keeps running with the old one; SIGTERM commits, exits 0."""
+    """SIGHUP with a good config commits, runs the same command again in the same pid
+    (RELOADING, then READY from it), which resumes from the checkpoint with the new config:
+    password guessing the old thresholds let pass now alerts, and nothing is read twice."""
     receiver, notify = notify_socket
     log, state, config = tmp_path / "mail.log", tmp_path / "state", tmp_path / "postwatch.toml"
+    alerts = tmp_path / "alerts.jsonl"
     log.write_bytes(b"")
-    config.write_text("[store]\nbatch_size = 100\n")
-    watcher = WatchProcess(processes, log, state, receiver, notify, "--config", str(config))
-    config.write_text("[store\n")
+    config.write_text(config_with(1000))
+    command = (
+        [sys.executable, "-m", "postwatch", "watch"]
+        if launch == "python -m postwatch"
+        else console_script(tmp_path)
+    )
+    watcher = WatchProcess(
+        processes,
+        log,
+        state,
+        receiver,
+        notify,
+        "--config",
+        str(config),
+        "--dry-run",
+        launch=command,
+        alerts=alerts,
+    )
+    pid = watcher.process.pid
+    assert watcher.sender == pid
+    files = open_files(pid)
+    assert files.count(str(state / "watch.lock")) == 1
+    first = sasl_failures(submissions, GUESSER)
+    append(log, first)
+    watcher.wait_until_caught_up(len(first))
+    assert alerts_in(alerts) == []  # 12 failures: under the old 1,000
+    config.write_text(config_with(4))
+    watcher.process.send_signal(signal.SIGHUP)
+    assert watcher.next_message().startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert watcher.sender == pid
+    while not (message := watcher.next_message()).startswith("READY=1"):
+        assert message.startswith("STATUS=reloading: ")
+    assert watcher.sender == pid and watcher.process.poll() is None
+    status = read_status(state)
+    assert (status["pid"], status["state"]) == (pid, "running")
+    assert summary(state)[-1]["lines"] == len(first)  # resumed from the commit
+    assert open_files(pid) == files  # nothing left open across the exec
+    second = sasl_failures(submissions, LATER_GUESSER)
+    append(log, second)
+    watcher.wait_until_caught_up(len(first) + len(second))
+    raised = alerts_in(alerts)
+    assert {alert["subject"] for alert in raised} == {LATER_GUESSER}
+    assert [alert["severity"] for alert in raised] == ["notice", "warning"]  # 4, then 12
+    assert watcher.terminate() == 0
+    assert summary(state)[-1]["lines"] == len(first) + len(second)
+    position = next(iter(json.loads((state / CHECKPOINT_FILE).read_text())["positions"].values()))
+    assert position["offset"] == log.stat().st_size
+    assert watcher.process.stderr is not None
+    assert watcher.process.stderr.read().decode().count("config checked") == 1
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one_then_sigterm(
+    tmp_path: Path,
+    submissions: list[str],
+    notify_socket: tuple[socket.socket, str],
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """SIGHUP with a broken config keeps the same process running with the old config whole,
+    says why in one line (file, line, key); SIGTERM then commits and exits 0."""
+    receiver, notify = notify_socket
+    log, state, config = tmp_path / "mail.log", tmp_path / "state", tmp_path / "postwatch.toml"
+    alerts = tmp_path / "alerts.jsonl"
+    log.write_bytes(b"")
+    config.write_text(config_with(4))
+    watcher = WatchProcess(
+        processes, log, state, receiver, notify, "--config", str(config), "--dry-run", alerts=alerts
+    )
+    pid = watcher.process.pid
+    config.write_text(config_with(1000, "\n[store]\nbatch_size = -5\n"))  # line 8 is wrong
     watcher.process.send_signal(signal.SIGHUP)
     assert watcher.next_message().startswith("RELOADING=1")
     assert watcher.next_message().startswith("READY=1")
-    append(log, submissions[:120])
-    watcher.wait_for_lines(120)
+    assert watcher.sender == pid
+    guesses = sasl_failures(submissions, LATER_GUESSER)
+    append(log, guesses)
+    watcher.wait_until_caught_up(len(guesses))
+    raised = alerts_in(alerts)
+    assert [alert["severity"] for alert in raised] == ["notice", "warning"]  # still 4, not 1,000
     assert watcher.terminate() == 0
+    assert watcher.process.stderr is not None
+    complaints = [
+        line
+        for line in watcher.process.stderr.read().decode().splitlines()
+        if "config not reloaded" in line
+    ]
+    assert len(complaints) == 1
+    assert f"{config}:8: store.batch_size: must be an integer >= 1" in complaints[0]
     status = read_status(state)
-    assert status["state"] == "stopped"
-    assert "postwatch.toml" in status["last_error"]["message"]
-    assert summary(state)[-1]["lines"] == 120
+    assert status["state"] == "stopped" and status["pid"] == pid
+    assert "postwatch.toml:8" in status["last_error"]["message"]
     position = next(iter(json.loads((state / CHECKPOINT_FILE).read_text())["positions"].values()))
     assert position["offset"] == log.stat().st_size

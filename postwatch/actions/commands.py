@@ -1,6 +1,6 @@
 """Click commands for actions: ``lock``, ``unlock``, ``queue``, ``fail2ban-hook``, ``actions``.
 
-``postwatch.cli`` adds them to its group (``for command in COMMANDS: cli.add_command(command)``).
+``postwatch.cli`` imports this module when one of them is run.
 Each reads the config named by ``--config`` (or ``$POSTWATCH_CONFIG``, or
 ``/etc/postwatch/postwatch.toml`` when it exists) and builds an
 :class:`~postwatch.actions.runner.ActionRunner`; tests give a :class:`CommandContext` as
@@ -271,6 +271,3 @@ def _entry_line(entry: Any) -> str:
         f"{subjects.shown(entry.subject, 60)} by {subjects.printable(entry.actor, 40)}"
         f"{incident}: {subjects.printable(entry.result or entry.reason, 200)}"
     )
-
-
-COMMANDS = (lock_command, unlock_command, queue_command, fail2ban_hook_command, actions_command)

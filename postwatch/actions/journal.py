@@ -12,22 +12,26 @@ An entry still ``started`` when postwatch starts again was interrupted: the runn
 it (actions are idempotent) or marks it failed, so nothing is done twice or forgotten.
 
 :class:`MemoryJournal` keeps entries in memory (tests, replay); :class:`SqlJournal` keeps
-them in its own ``postwatch_actions`` table through SQLAlchemy, created on first use.
+them in the ``postwatch_actions`` table.  That table is part of the state store's schema
+(revision 0003), so the journal shares watch's database; pointed at a database of its own
+(``[actions] journal``), the journal creates the table there when it is missing.
+:func:`prune_finished` is the retention rule the store applies to it.  SQLAlchemy is
+imported only when a SQL journal is used (:func:`journal_table` defines the table then).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
-
-import sqlalchemy
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from postwatch.clock import Clock, SystemClock
 from postwatch.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only by a SQL journal: a replay needs none
+    import sqlalchemy
 
 STATES = ("started", "done", "failed", "dry-run", "skipped")
 FINAL_STATES = STATES[1:]
@@ -89,6 +93,10 @@ class Journal(Protocol):
     ) -> list[JournalEntry]:
         """Entries, newest first; ``action`` ending in ``:`` matches every action with that
         prefix (``lock:``)."""
+        ...
+
+    def close(self) -> None:
+        """Release the journal's database connections, if any."""
         ...
 
 
@@ -164,6 +172,9 @@ class MemoryJournal:
         ]
         return found if limit is None else found[:limit]
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _trim(self) -> None:
         excess = len(self._entries) - self.max_entries
         if excess <= 0:
@@ -180,38 +191,48 @@ def _action_matches(action: str, wanted: str | None) -> bool:
 
 # --- SQL ---------------------------------------------------------------------------------
 
-metadata = MetaData()
 
-actions_table = Table(
-    "postwatch_actions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("action", String(64), nullable=False),
-    Column("subject", String(320), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("incident", String(64), nullable=False, default=""),
-    Column("actor", String(128), nullable=False, default=""),
-    Column("reason", Text, nullable=False, default=""),
-    Column("detail", Text, nullable=False, default="{}"),
-    Column("result", Text, nullable=False, default=""),
-    Column("started_at", DateTime(), nullable=False),  # UTC
-    Column("finished_at", DateTime(), nullable=True),  # UTC
-    Index("ix_postwatch_actions_subject_started", "subject", "started_at"),
-    Index("ix_postwatch_actions_state", "state"),
-)
+@functools.cache
+def journal_table() -> sqlalchemy.Table:
+    """The ``postwatch_actions`` table, defined on first use."""
+    from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+
+    return Table(
+        "postwatch_actions",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("action", String(64), nullable=False),
+        Column("subject", String(320), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("incident", String(64), nullable=False, default=""),
+        Column("actor", String(128), nullable=False, default=""),
+        Column("reason", Text, nullable=False, default=""),
+        Column("detail", Text, nullable=False, default="{}"),
+        Column("result", Text, nullable=False, default=""),
+        Column("started_at", DateTime(), nullable=False),  # UTC
+        Column("finished_at", DateTime(), nullable=True),  # UTC
+        Index("ix_postwatch_actions_subject_started", "subject", "started_at"),
+        Index("ix_postwatch_actions_state", "state"),
+    )
 
 
 class SqlJournal:
-    """A journal in the ``postwatch_actions`` table of any SQLAlchemy database."""
+    """A journal in the ``postwatch_actions`` table of a SQLite or PostgreSQL database."""
 
     def __init__(
         self, url: str, clock: Clock | None = None, *, engine: sqlalchemy.Engine | None = None
     ) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # imported here: the store imports this module (its schema holds the journal's table)
+        from postwatch.store.database import open_engine
+
         self.clock = clock or SystemClock()
+        self.table = journal_table()
         try:
-            self.engine = engine or sqlalchemy.create_engine(url)
-            metadata.create_all(self.engine, tables=[actions_table])
-        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            self.engine = engine or open_engine(url)
+            create_table(self.engine)
+        except (SQLAlchemyError, StoreError, ValueError, ImportError) as exc:
             raise ConfigError(
                 f"cannot open the action journal: {_short(exc)}", key="actions.journal"
             ) from exc
@@ -226,6 +247,8 @@ class SqlJournal:
         reason: str = "",
         detail: Mapping[str, Any] | None = None,
     ) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
         values = {
             "action": action,
             "subject": subject,
@@ -240,7 +263,7 @@ class SqlJournal:
         }
         try:
             with self.engine.begin() as connection:
-                inserted = connection.execute(actions_table.insert().values(**values))
+                inserted = connection.execute(self.table.insert().values(**values))
                 key = inserted.inserted_primary_key
         except SQLAlchemyError as exc:
             raise StoreError(f"action journal: cannot write: {_short(exc)}") from exc
@@ -251,6 +274,8 @@ class SqlJournal:
     def finish(
         self, entry_id: int, state: str, result: str, detail: Mapping[str, Any] | None = None
     ) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         _check_final(state)
         values: dict[str, Any] = {
             "state": state,
@@ -262,17 +287,13 @@ class SqlJournal:
         try:
             with self.engine.begin() as connection:
                 connection.execute(
-                    actions_table.update().where(actions_table.c.id == entry_id).values(**values)
+                    self.table.update().where(self.table.c.id == entry_id).values(**values)
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"action journal: cannot write: {_short(exc)}") from exc
 
     def unfinished(self) -> list[JournalEntry]:
-        query = (
-            actions_table.select()
-            .where(actions_table.c.state == "started")
-            .order_by(actions_table.c.id)
-        )
+        query = self.table.select().where(self.table.c.state == "started").order_by(self.table.c.id)
         return self._select(query)
 
     def entries(
@@ -283,7 +304,7 @@ class SqlJournal:
         since: datetime | None = None,
         limit: int | None = None,
     ) -> list[JournalEntry]:
-        table = actions_table
+        table = self.table
         query = table.select().order_by(table.c.id.desc())
         if subject is not None:
             query = query.where(table.c.subject == subject)
@@ -300,6 +321,8 @@ class SqlJournal:
         return self._select(query)
 
     def _select(self, query: Any) -> list[JournalEntry]:
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(query).mappings().all()
@@ -324,6 +347,52 @@ class SqlJournal:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def create_table(engine: sqlalchemy.Engine) -> None:
+    """Create the journal's table and indexes where they are missing (a database of its own;
+    the store's schema has them).  ``IF NOT EXISTS``: another process may create them too."""
+    import sqlalchemy
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    table = journal_table()
+    if sqlalchemy.inspect(engine).has_table(table.name):
+        return  # no DDL: the journal may run as a user who cannot create tables
+    with engine.begin() as connection:
+        connection.execute(CreateTable(table, if_not_exists=True))
+        for index in table.indexes:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+
+
+def prune_finished(connection: sqlalchemy.Connection, before: datetime) -> int:
+    """Delete entries that ended before ``before``; return how many.
+
+    Entries still ``started`` stay (the runner finishes them), and so does the entry that
+    says an account is locked in a backend now (its last lock or unlock there is a lock):
+    ``unlock`` and the report read it, however old.
+    """
+    import sqlalchemy
+
+    table = journal_table()
+    live: dict[tuple[str, str], tuple[int, bool]] = {}
+    query = (
+        sqlalchemy.select(table.c.id, table.c.subject, table.c.action)
+        .where(table.c.state.in_(("started", "done")))
+        .where(table.c.action.startswith("lock:") | table.c.action.startswith("unlock:"))
+        .order_by(table.c.id)
+    )
+    for entry_id, subject, action in connection.execute(query):
+        verb, _, backend = action.partition(":")
+        live[(subject, backend)] = (entry_id, verb == "lock")
+    kept = [entry_id for entry_id, locked in live.values() if locked]
+    cutoff = _to_db(before)
+    statement = table.delete().where(
+        table.c.state != "started",
+        sqlalchemy.func.coalesce(table.c.finished_at, table.c.started_at) < cutoff,
+    )
+    if kept:
+        statement = statement.where(table.c.id.not_in(kept))
+    return connection.execute(statement).rowcount or 0
 
 
 def _to_db(when: datetime) -> datetime:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from postwatch.actions import subject as subjects
+from postwatch.configfile import IPNetwork
 from postwatch.errors import UnsafeSubjectError
 
 ACTIONS = ("notify", "lock", "hold", "ban")
@@ -29,7 +30,6 @@ DEFAULT_SEVERITIES: dict[str, tuple[str, ...]] = {
     "warning": ("notify",),
     "critical": ("notify", "lock", "hold", "ban"),
 }
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_LIST = 50  # evidence items kept per kind
 
 

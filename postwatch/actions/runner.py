@@ -274,6 +274,10 @@ class ActionRunner:
             except Exception:
                 log.exception("sending notifications failed")
 
+    def close(self) -> None:
+        """Release the journal's database connections."""
+        self.journal.close()
+
     # --- steps --------------------------------------------------------------------------
 
     def _run(self, step: Step, *, incident: str, reason: str, actor: str) -> Outcome:

@@ -49,43 +49,25 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from postwatch.actions.banlog import BanLog
 from postwatch.actions.command import CommandLock
 from postwatch.actions.dovecot import DovecotDeny
 from postwatch.actions.hold import QueueHold
-from postwatch.actions.journal import Journal, MemoryJournal, SqlJournal
 from postwatch.actions.lock import LockBackend
 from postwatch.actions.lockmap import DEFAULT_REJECT, PostfixSaslMap
 from postwatch.actions.notify import SEVERITY_RANK, AppriseSender, Notifier, Sender
 from postwatch.actions.policy import ACTIONS, DEFAULT_SEVERITIES, Policy
-from postwatch.actions.runner import ActionRunner
-from postwatch.actions.sqllock import SqlLock
 from postwatch.clock import Clock
+from postwatch.configfile import IPNetwork, TableReader, parse_duration
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class TableReader(Protocol):
-    """What :func:`parse_actions` needs of ``postwatch.config``'s table reader."""
-
-    data: Mapping[str, Any]
-
-    def sub(self, key: str) -> TableReader: ...
-    def get(self, key: str, default: Any = None) -> Any: ...
-    def has(self, key: str) -> bool: ...
-    def fail(self, message: str, *keys: str) -> Exception: ...
-    def boolean(self, key: str, default: bool) -> bool: ...
-    def integer(self, key: str, default: int, *, minimum: int = 0) -> int: ...
-    def duration(self, key: str, default: float) -> float: ...
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]: ...
-    def networks(self, key: str) -> tuple[IPNetwork, ...]: ...
-    def check_unknown(self) -> None: ...
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a runner or an SQL lock is built
+    from postwatch.actions.journal import Journal
+    from postwatch.actions.runner import ActionRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +208,6 @@ def _notify(reader: TableReader) -> NotifySettings:
 
 
 def _duration_item(reader: TableReader, item: object) -> float:
-    from postwatch.config import parse_duration  # the one duration syntax
-
     seconds = parse_duration(item)
     if seconds is None:
         raise reader.fail(f"not a duration: {item!r}", "retry")
@@ -326,6 +306,8 @@ def build_locks(settings: ActionsSettings) -> list[LockBackend]:
             )
         )
     if settings.sql:
+        from postwatch.actions.sqllock import SqlLock
+
         locks.append(
             SqlLock(
                 settings.sql.url,
@@ -361,6 +343,9 @@ def build_runner(
     ``journal_url`` is the fallback database (the store's) when ``[actions] journal`` is
     empty; with neither, the journal lives in memory.  ``sender`` replaces Apprise (tests).
     """
+    from postwatch.actions.journal import MemoryJournal, SqlJournal
+    from postwatch.actions.runner import ActionRunner
+
     url = settings.journal or journal_url
     if journal is None:
         journal = SqlJournal(url, clock) if url else MemoryJournal(clock)

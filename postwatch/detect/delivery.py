@@ -4,7 +4,8 @@ The first outcome of each (message, recipient) counts (the engine sees to that),
 last hour:
 
 - ``delivery_failures``: of at least 10 recipients, 30 % or more deferred or bounced: 15
-  points, 50 % or more: 25;
+  points, 50 % or more: 25 (in the group ``handful`` while the subject's messages stay
+  within their floors: a stale list bounces too);
 - ``spam_replies``: remote replies that call the mail spam or the sender blocked or
   blacklisted: 2 of them 15 points, 5: 25, 10: 35.
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 import re
 
 from postwatch.detect.alerts import Finding
+from postwatch.detect.incidents import HANDFUL
 from postwatch.detect.state import SubjectState
+from postwatch.detect.volume import mass_group
 from postwatch.detect.windows import Windows
 
 SPAN = 3600.0
@@ -51,13 +54,15 @@ class DeliverySignal:
             return  # a success only lowers the shares: nothing new to judge
         if total >= 10 and failures >= 0.3 * total:
             points = 25 if failures >= 0.5 * total else 15
-            if state.due("delivery_failures", points, now):
+            group = HANDFUL if mass_group(state) == HANDFUL else ""
+            if state.due("delivery_failures", points, now, group):
                 out.append(
                     Finding(
                         state.subject,
                         "delivery_failures",
                         points,
                         f"{failures} of {total} recipients deferred or bounced in 1h",
+                        family=group,
                     )
                 )
         if spams >= 2:

@@ -94,7 +94,7 @@ class Detector:
             settings.account_fail_ips,
         )
         self.senders = SenderSignal(settings.aliases, settings.login_maps, settings.valid_senders)
-        self.helo = HeloJudge(settings.hostnames, settings.ratware_helos)
+        self.helo = HeloJudge(settings.hostnames, settings.ratware_helos, settings.min_history)
         self.book = IncidentBook(
             hold=settings.evidence_hold,
             quiet=settings.incident_quiet,
@@ -219,7 +219,8 @@ class Detector:
                 if not learning:
                     self.senders.on_account_message(now, state, message.sender or "", out)
             elif subject.kind == "uid" and not learning:
-                self.senders.on_pickup_message(now, state, message.sender or "", out)
+                messages = state.volume.totals[1][0] if state.volume is not None else 1
+                self.senders.on_pickup_message(now, state, message.sender or "", messages, out)
             if learning:
                 state.profile.learned = True
             else:
@@ -242,13 +243,8 @@ class Detector:
             self.profiles.mark(state.profile)
             if not self.learning:
                 self.credentials.on_success(now, info.ip, info.netblock, state, out)
-        if helo and not self.learning:
-            shown = helo[:80]
-            if shown not in state.helos:
-                state.helos.append(shown)
-            verdict = self.helo.judge(helo, info.ip, host)
-            if verdict is not None and state.due("bogus_helo", verdict.points, now):
-                out.append(Finding(state.subject, "bogus_helo", verdict.points, verdict.detail))
+        if helo and self.helo.on_success(now, state, helo, info.ip, host, self.learning, out):
+            self.profiles.mark(state.profile)
 
     def _on_delivered(self, item: Delivered, now: float) -> list[Finding]:
         message, outcome = item.message, item.outcome

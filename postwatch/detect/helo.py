@@ -9,6 +9,10 @@ evidence, never parsed for anything else.  Verdicts, strongest first:
 - an address literal of a public address that is not the client's: 20 (a private
   literal such as ``[192.168.1.20]`` is a client behind NAT and fine);
 - not a fully qualified name (``DESKTOP-7F3K2LP`` from Outlook is common): 5.
+
+That last verdict is *weak*: a desktop's own name is its habit, so the detector excuses a
+weak HELO the account has used for ``min_history`` (see ``profiles``) or that comes from
+one of its confirmed networks.  The others are never a mail client's habit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import itertools
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from postwatch.detect.alerts import Finding
+from postwatch.detect.state import SubjectState
+
 MAX_EVIDENCE = 80
+WEAK = 5  # the points of a verdict a real mail client may earn every day
 _VOWELS = frozenset("aeiouy")
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -48,10 +56,44 @@ def looks_random(label: str) -> bool:
 class HeloJudge:
     """Judge HELO names against our host names and a list of ratware names."""
 
-    def __init__(self, hostnames: Iterable[str], ratware: Iterable[str]) -> None:
+    def __init__(
+        self, hostnames: Iterable[str], ratware: Iterable[str], min_history: float = 86400.0
+    ) -> None:
         self._hostnames = frozenset(name.lower().rstrip(".") for name in hostnames)
         self._ratware = frozenset(name.lower() for name in ratware)
+        self.min_history = min_history
         self.judge = functools.lru_cache(maxsize=8192)(self._judge)
+
+    def on_success(
+        self,
+        now: float,
+        state: SubjectState,
+        helo: str,
+        client_ip: str,
+        log_host: str,
+        learning: bool,
+        out: list[Finding],
+    ) -> bool:
+        """The HELO of an account's successful session or message; True when it changed
+        the account's profile (a weak HELO learned or seen)."""
+        verdict = self.judge(helo, client_ip, log_host)
+        shown = helo[:MAX_EVIDENCE]
+        habit = verdict is not None and verdict.points <= WEAK
+        if habit:
+            # a desktop's own name: no news when the account has used it for long, or when
+            # it comes from one of the account's confirmed networks
+            profile = state.profile
+            if learning:
+                profile.see_origin("helo", shown, now, True)
+            elif profile.visit_origin("helo", shown, now, self.min_history) or state.familiar:
+                verdict = None
+        if learning:
+            return habit
+        if shown not in state.helos:
+            state.helos.append(shown)
+        if verdict is not None and state.due("bogus_helo", verdict.points, now):
+            out.append(Finding(state.subject, "bogus_helo", verdict.points, verdict.detail))
+        return habit
 
     def _judge(self, helo: str, client_ip: str, log_host: str) -> HeloVerdict | None:
         name = helo.strip().lower().rstrip(".")
@@ -73,7 +115,7 @@ class HeloJudge:
         if looks_random(labels[0]) and (len(labels) == 1 or len(labels[0]) >= 12):
             return HeloVerdict(30, f"HELO {shown!r} looks randomly generated")
         if len(labels) == 1:
-            return HeloVerdict(5, f"HELO {shown!r} is not a fully qualified name")
+            return HeloVerdict(WEAK, f"HELO {shown!r} is not a fully qualified name")
         return None
 
 

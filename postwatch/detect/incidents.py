@@ -11,7 +11,10 @@ expire).  Signals are grouped in families whose points are capped, so one kind o
 Volume (below the ceilings) and recipient findings of an account sending from a familiar
 place (a confirmed network of its own) also share the group ``routine``, capped at 35: a
 business's batch from its usual server may grow without alerting; only together with
-other evidence (bounces, spam replies, a bogus HELO) does it count.
+other evidence (bounces, spam replies, a bogus HELO) does it count.  While a subject's
+message counts stay within its floors, its volume, recipient and delivery findings share
+the group ``handful``, capped at 30: a few messages to a long or stale list are not a spam
+run, however many of their recipients bounce.
 
 The score is the sum.  One open incident per subject: the first score at or above the
 ``notice`` threshold opens it and raises an alert; later evidence updates it silently and
@@ -54,6 +57,7 @@ FAMILIES = {
     "relay_probe": "relay_probe",
 }
 ROUTINE = "routine"  # volume and recipients of an account sending from a familiar place
+HANDFUL = "handful"  # volume, recipients and delivery of messages within the floors
 CAPS = {
     "origin": 30,
     "helo": 30,
@@ -66,6 +70,7 @@ CAPS = {
     "brute_force": 100,
     "relay_probe": 100,
     ROUTINE: 35,
+    HANDFUL: 30,
 }
 
 

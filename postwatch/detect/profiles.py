@@ -5,8 +5,9 @@ A :class:`Profile` holds, per account (or uid, or sender domain):
 - ``peaks``: the busiest count seen per metric and window (messages and recipients over
   5 min, 1 h, 24 h), decaying with a half-life so the baseline follows slow change;
 - ``origins``: countries, ASNs, /24 or /48 networks and IPs the account has logged in from,
-  with first/last seen, count, and whether the origin is *confirmed* (learned, or it
-  survived ``min_history`` with no incident on the account);
+  and the weak HELO names (``DESKTOP-7F3K2LP``) its mail clients use, with first/last seen,
+  count, and whether the origin is *confirmed* (learned, or it survived ``min_history``
+  with no incident on the account);
 - ``recipients``: hashes of addresses it has sent to (bounded, most recent kept).
 
 Outside learning mode the baseline only learns from clean days: the peaks of the current
@@ -32,8 +33,8 @@ NEW_SHARE = len(METRICS) * len(WINDOW_NAMES)
 SLOTS = NEW_SHARE + 1
 TAINT_SPAN = 86400.0  # what first appears within a day of an incident's start is suspect
 MIN_SHARE_SAMPLE = 20
-ORIGIN_KINDS = ("country", "asn", "net", "ip", "provider")
-ORIGIN_CAPS = {"country": 64, "asn": 128, "net": 256, "ip": 256, "provider": 32}
+ORIGIN_KINDS = ("country", "asn", "net", "ip", "provider", "helo")
+ORIGIN_CAPS = {"country": 64, "asn": 128, "net": 256, "ip": 256, "provider": 32, "helo": 16}
 RECIPIENT_CAP = 5000
 COMMIT_AFTER = 86400.0
 
@@ -206,6 +207,11 @@ class Profile:
 
     def visit_origin(self, kind: str, value: str, now: float, min_history: float) -> bool:
         """Record a sighting outside learning mode; return whether it was a known origin."""
+        table = self.origins.get(kind)
+        entry = table.get(value) if table is not None else None
+        if entry is not None and now - entry.last_seen < 3600:
+            # seen within the hour: nothing to record (the common case, kept cheap)
+            return entry.confirmed or self.origin_known(kind, value, now, min_history)
         known = self.origin_known(kind, value, now, min_history)
         self.see_origin(kind, value, now, False)
         return known

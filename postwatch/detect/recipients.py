@@ -5,11 +5,16 @@ Counted once per (message, recipient) from delivery records, over 1 h and 24 h:
 
 - ``recipient_domains``: from 10 distinct domains in 1 h (or 40 in 24 h): 10 points, plus
   10 per doubling, at most 25;
-- ``freemail``: 70 % or more of at least 20 recipients (50 in 24 h) at freemail domains: 10;
+- ``freemail``: 70 % or more of at least 20 recipients (50 in 24 h) at freemail domains: 10
+  (for a subject with a history of at least 20 known addresses, domains and freemail count
+  only recipients it never wrote to before: a list's subscribers, a shop's customers and
+  an accountant's clients are spread over many domains, and known);
 - ``new_recipients``: for a subject with a history of at least 20 known addresses, 80 % or
   more never seen before, of at least 10 in 1 h (15 points) or 30 in 24 h (20 points), and
   at least 30 points of percentage above its own usual share (a shop writes to new
   customers every day: that is its normal).
+
+Volume, recipient and delivery findings share a group (see ``volume.mass_group``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Set
 from postwatch.detect.alerts import Finding
 from postwatch.detect.profiles import recipient_hash
 from postwatch.detect.state import SubjectState
+from postwatch.detect.volume import mass_group
 from postwatch.detect.windows import Distinct, Windows
 
 SPANS = (3600.0, 86400.0)
@@ -28,14 +34,15 @@ MIN_KNOWN = 20
 
 
 class Spread:
-    """Recipient statistics of one subject: distinct domains, and (total, freemail, new)."""
+    """Recipient statistics of one subject: distinct domains, and the counts (all
+    recipients, those judged for spread, of which at freemail, never written to before)."""
 
     __slots__ = ("counts", "domains_day", "domains_hour")
 
     def __init__(self) -> None:
         self.domains_hour = Distinct(SPANS[0], 5000)
         self.domains_day = Distinct(SPANS[1], 20000)
-        self.counts = Windows(SPANS, 3, 60.0)
+        self.counts = Windows(SPANS, 4, 60.0)
 
 
 def _spread_points(domains: int, base: int) -> int:
@@ -66,54 +73,62 @@ class RecipientSignal:
         spread = state.spread
         if spread is None:
             spread = state.spread = Spread()
-        new_domain = spread.domains_hour.add(now, domain) | spread.domains_day.add(now, domain)
-        judge_novelty = (
-            is_new and known_before >= MIN_KNOWN and profile.established(now, self.min_history)
+        history = known_before >= MIN_KNOWN and (
+            profile.learned or now - profile.first_seen >= self.min_history  # established
         )
+        judge_novelty = is_new and history
         usual = 0.0
         if judge_novelty:
             learned = profile.new_share(now, self.half_life)
             usual = learned or 0.0
             judge_novelty = usual <= 0.5
-        free = domain in self.freemail_domains
-        counts = spread.counts.add(now, 1, free, judge_novelty)
+        # with a history, a correspondent written to before spreads nothing: a list's,
+        # a shop's or an accountant's known people are their normal, whatever their domains
+        spreads = is_new or not history
+        free = spreads and domain in self.freemail_domains
+        new_domain = spreads and (
+            spread.domains_hour.add(now, domain) | spread.domains_day.add(now, domain)
+        )
+        counts = spread.counts.add(now, 1, spreads, free, judge_novelty)
         # only what this recipient changed is judged again: a new domain, a freemail
         # address, an address never written to before
+        if not (new_domain or free or judge_novelty):
+            return
         subject = state.subject
-        routine = state.routine
+        group = mass_group(state)
         hour, day = len(spread.domains_hour), len(spread.domains_day)
         points = max(_spread_points(hour, 10), _spread_points(day, 40)) if new_domain else 0
-        if points and state.due("recipient_domains", points, now, routine):
+        if points and state.due("recipient_domains", points, now, group):
             out.append(
                 Finding(
                     subject,
                     "recipient_domains",
                     points,
                     f"{hour} recipient domains in 1h, {day} in 24h",
-                    family=routine,
+                    family=group,
                 )
             )
         for index, minimum in ((0, 20), (1, 50)) if free else ():
-            total, freemail, _ = counts[index]
-            if total >= minimum and freemail >= 0.7 * total:
-                if state.due("freemail", 10, now, routine):
+            _, judged, freemail, _ = counts[index]
+            if judged >= minimum and freemail >= 0.7 * judged:
+                if state.due("freemail", 10, now, group):
                     out.append(
                         Finding(
                             subject,
                             "freemail",
                             10,
-                            f"{freemail} of {total} recipients at freemail providers "
+                            f"{freemail} of {judged} recipients at freemail providers "
                             f"in {SPAN_NAMES[index]}",
-                            family=routine,
+                            family=group,
                         )
                     )
                 break
         if not judge_novelty:
             return
         for index, minimum, points in ((1, 30, 20), (0, 10, 15)):
-            total, _, new = counts[index]
+            total, _, _, new = counts[index]
             if new >= minimum and new >= max(0.8, usual + 0.3) * total:
-                if state.due("new_recipients", points, now, routine):
+                if state.due("new_recipients", points, now, group):
                     out.append(
                         Finding(
                             subject,
@@ -121,7 +136,7 @@ class RecipientSignal:
                             points,
                             f"{new} of {total} recipients in {SPAN_NAMES[index]} "
                             "never written to before",
-                            family=routine,
+                            family=group,
                         )
                     )
                 break
@@ -137,6 +152,6 @@ class RecipientSignal:
         return {
             "recipient_domains_1h": len(spread.domains_hour),
             "recipient_domains_24h": len(spread.domains_day),
-            "freemail_recipients_24h": counts[1][1],
-            "new_recipients_24h": counts[1][2],
+            "freemail_recipients_24h": counts[1][2],
+            "new_recipients_24h": counts[1][3],
         }

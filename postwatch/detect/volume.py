@@ -9,6 +9,11 @@ Overrides (the newsletter account) replace floor and ceiling.
 After a cold start (no stored state, no learning run) the detector warms up for
 ``min_history``: baselines learn at once and only ceilings are judged, because nothing says
 yet what is normal for the busy senders of the server.
+
+:func:`mass_group` names the group that caps what a subject's messages carry (volume below
+the ceilings, recipients, delivery): ``handful`` while its message counts stay within the
+floors (a few messages to a long, stale list are not a spam run, however many recipients
+they carry), else ``routine`` from a familiar place.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 
 from postwatch.detect.alerts import Finding
+from postwatch.detect.incidents import HANDFUL
 from postwatch.detect.state import SubjectState
 from postwatch.detect.windows import Windows
 
@@ -24,6 +30,23 @@ NAMES = ("5m", "1h", "24h")
 METRICS = ("messages", "recipients")
 CEILING_POINTS = 75
 MAX_POINTS = 60
+
+
+def mass_group(state: SubjectState) -> str:
+    """The group of a subject's volume, recipient and delivery findings (see the module)."""
+    windows = state.volume
+    if windows is None:
+        return HANDFUL
+    totals = windows.totals
+    limits = state.floor.messages
+    divisor = 2 if state.profile.has_baseline() and not state.floor_override else 1
+    if (
+        totals[0][0] <= limits[0] // divisor
+        and totals[1][0] <= limits[1] // divisor
+        and totals[2][0] <= limits[2] // divisor
+    ):
+        return HANDFUL
+    return state.routine
 
 
 class VolumeSignal:
@@ -98,7 +121,7 @@ class VolumeSignal:
         if best is None:
             return
         metric_index, index, count, limit, peak = best
-        family = "" if peak < 0 else state.routine  # ceilings are never routine
+        family = "" if peak < 0 else mass_group(state)  # ceilings are never capped
         if not state.due("volume", best_points, now, family):
             return
         metric = METRICS[metric_index]

@@ -24,10 +24,20 @@ class Windows:
     share a bucket, which bounds memory to (longest span / granularity) buckets.
     """
 
-    __slots__ = ("_amounts", "_due", "_granularity", "_heads", "_spans", "_times", "totals")
+    __slots__ = (
+        "_amounts",
+        "_due",
+        "_granularity",
+        "_heads",
+        "_shortest",
+        "_spans",
+        "_times",
+        "totals",
+    )
 
     def __init__(self, spans: tuple[float, ...], width: int = 1, granularity: float = 10.0) -> None:
         self._spans = spans
+        self._shortest = min(spans)
         self._due = INFINITY  # when the oldest bucket first falls out of some span
         self._granularity = granularity
         self._times: list[float] = []
@@ -38,21 +48,24 @@ class Windows:
     def add(self, now: float, *amounts: int) -> list[list[int]]:
         """Add ``amounts`` (one per quantity) at ``now``; return ``totals`` (same object)."""
         times, columns = self._times, self._amounts
+        if len(amounts) != len(columns):
+            raise ValueError(f"{len(amounts)} amounts for {len(columns)} quantities")
         if times and now - times[-1] < self._granularity:
-            for column, amount in zip(columns, amounts, strict=True):
-                column[-1] += amount
-        else:
-            times.append(now)
-            for column, amount in zip(columns, amounts, strict=True):
-                column.append(amount)
-        for totals in self.totals:
             for index, amount in enumerate(amounts):
                 if amount:
+                    columns[index][-1] += amount
+        else:
+            times.append(now)
+            for index, amount in enumerate(amounts):
+                columns[index].append(amount)
+        for index, amount in enumerate(amounts):
+            if amount:
+                for totals in self.totals:
                     totals[index] += amount
         if now >= self._due:
             return self.advance(now)
         if self._due == INFINITY:
-            self._due = now + min(self._spans)
+            self._due = now + self._shortest
         return self.totals
 
     def advance(self, now: float) -> list[list[int]]:

@@ -9,6 +9,15 @@ Recognised framings (the first that fits wins)::
     Jun 14 12:01:53 lda(user)<723443><1Vw7NA>: Info: msg        Dovecot log_path (no host)
     2019-10-15 08:08:52 imap-login: Info: msg                   Dovecot log_timestamp (no host)
     @400000004c91b044077a9e94 imap-login: Info: msg             daemontools tai64n (no host)
+    ott 13 00:40:47 mx postfix/cleanup[5810]: msg                journalctl in another locale
+    dovecot: Jun 23 15:04:05 Info: imap-login: msg              Dovecot 1.x log_path (no host)
+    mail-1  | Jun 16 09:34:49 mx dovecot: auth: msg             docker compose logs prefix
+    2020-11-02T13:52:02.681188429Z Nov 02 13:52:02 mx postfix/smtp[9]: m  container log stamp
+
+The last four are rare: they are tried only for lines the usual shapes leave unframed, and
+only at the start of the line (syslog, Dovecot or the container runtime writes it; the
+message after the tag is attacker text and is never searched for a framing).  A prefix is
+dropped only when what follows frames with a time; otherwise the whole text stays unframed.
 
 Lines without a host are Dovecot's own log files: they get ``program="dovecot"`` and keep the
 whole ``process: Level: text`` as the message, so the parser sees what Dovecot writes through
@@ -35,6 +44,21 @@ MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
+# Month abbreviations that journalctl's short output writes in other locales (its stamp is
+# strftime's "%b %d %H:%M:%S"): glibc 2.36 localedata, LC_TIME "abmon" (and "ab_alt_mon" where
+# it differs).  Each name is also read in lower and in title case ("ott", "Ott"), so that a
+# table that differs only in case still reads.
+LOCALIZED_MONTHS: dict[str, str] = {
+    "it": "gen feb mar apr mag giu lug ago set ott nov dic",
+    "de": "Jan Feb Mär Apr Mai Jun Jul Aug Sep Okt Nov Dez",
+    "fr": "janv. févr. mars avril mai juin juil. août sept. oct. nov. déc.",
+    "es": "ene feb mar abr may jun jul ago sep oct nov dic",
+    "pt": "jan fev mar abr mai jun jul ago set out nov dez",
+    "nl": "jan feb mrt apr mei jun jul aug sep okt nov dec",
+    "pl": "sty lut mar kwi maj cze lip sie wrz paź lis gru",
+    "ru": "янв фев мар апр мая июн июл авг сен окт ноя дек",
+    "ru-alt": "янв фев мар апр май июн июл авг сен окт ноя дек",
+}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TAI64_BASE = 2**62
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?\Z")
@@ -44,6 +68,33 @@ _new_line = tuple.__new__
 _HEAD_END = 16 + 200  # longer heads are not cached: framed by __call__
 _UNSPLIT = ("", "", None, False)  # a head the fast path leaves to __call__
 _SECONDS = [timedelta(seconds=second) for second in range(61)]  # 60: a leap second
+_ENGLISH = tuple(MONTHS)
+# "ott 13 00:40:47 " (journalctl pads the day with a zero, syslog with a space)
+_LOCALIZED_STAMP = re.compile(r"([^\W\d_]{3,5}\.?) {1,2}([0-9]{1,2}) ([0-9]{2}:[0-9]{2}:[0-9]{2}) ")
+# "name  | ": docker compose logs writes the container or service name, padded, then "| "
+_COMPOSE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127} +\| ")
+# "Nov 02 13:52:02 " after the stamp `docker logs -t` or `kubectl logs --timestamps` writes
+_INNER_STAMP = re.compile(r"[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} ")
+_DOVECOT_PREFIX = "dovecot: "  # Dovecot 1.x writes its log prefix before the stamp
+
+
+def month_table(tables: dict[str, str]) -> dict[str, int]:
+    """Abbreviation -> month number over all ``tables`` (twelve names each, space-separated);
+    a name two languages read as different months raises ValueError (English included, so
+    none can shadow it)."""
+    numbers = dict(MONTHS)
+    for language, table in tables.items():
+        names = table.split()
+        if len(names) != 12:
+            raise ValueError(f"{language}: {len(names)} month names, not 12")
+        for number, name in enumerate(names, 1):
+            for form in (name, name.lower(), name[:1].upper() + name[1:].lower()):
+                if numbers.setdefault(form, number) != number:
+                    raise ValueError(f"{language}: {form!r} is month {numbers[form]} elsewhere")
+    return numbers
+
+
+_LOCALIZED = month_table(LOCALIZED_MONTHS)
 
 
 def _split_head(head: str) -> tuple[str, str, int | None, bool]:
@@ -162,32 +213,73 @@ class Framer:
                         LogLine, (ts, host, program, int(pid_text), message, origin, lineno)
                     )
             return self._tagged(ts, text[16:], lineno, origin)
+        framed = self._uncommon(text, lineno, origin)
+        if framed is None:
+            framed = self._prefixed(text, lineno, origin)
+            if framed is None:
+                return LogLine(self._last_ts, "", "", None, text, origin, lineno)
+        return framed
+
+    def _uncommon(self, text: str, lineno: int, origin: str) -> LogLine | None:
+        """The shapes other than ``Mmm dd hh:mm:ss host ...``; None when none fits."""
+        first = text[:1]
         if text[3:4] == " " and text[5:6] == " " and text[4:5].isdigit():  # "Sep 8 07:46:30"
             month = MONTHS.get(text[:3])
             ts = self._traditional(f"{text[:4]} {text[4:14]}", month) if month else None
             if ts is not None:
                 return self._tagged(ts, text[15:], lineno, origin)
-        first = text[:1]
         if first.isdigit():
             space = text.find(" ")
             if space > 0 and _RFC3339.match(text[:space]):
                 ts = self._aware(text[:space])
                 if ts is not None:
-                    return self._tagged(ts, text[space + 1 :], lineno, origin)
+                    rest = text[space + 1 :]
+                    if _INNER_STAMP.match(rest) and rest[:3] in MONTHS:
+                        rest = rest[16:]  # a container runtime's stamp before syslog's own
+                    return self._tagged(ts, rest, lineno, origin)
             plain = _ISO_PLAIN.match(text)
             if plain:
                 ts = self._aware(plain.group(1))
                 if ts is not None:
                     return self._hostless(ts, text[plain.end() :], lineno, origin)
         elif first == "<":
-            framed = self._rfc5424(text, lineno, origin)
-            if framed is not None:
-                return framed
+            return self._rfc5424(text, lineno, origin)
         elif first == "@" and text[25:26] == " ":
             ts = self._tai64n(text[1:25])
             if ts is not None:
                 return self._hostless(ts, text[26:], lineno, origin)
-        return LogLine(self._last_ts, "", "", None, text, origin, lineno)
+        else:
+            localized = _LOCALIZED_STAMP.match(text)
+            month = _LOCALIZED.get(localized.group(1)) if localized else None
+            if localized and month:
+                day, clock = int(localized.group(2)), localized.group(3)
+                ts = self._traditional(f"{_ENGLISH[month - 1]} {day:2d} {clock}", month)
+                if ts is not None:
+                    return self._tagged(ts, text[localized.end() :], lineno, origin)
+        return None
+
+    def _prefixed(self, text: str, lineno: int, origin: str) -> LogLine | None:
+        """A line behind a prefix that another writer put first; None unless the rest frames.
+
+        Only one prefix is dropped, and only at the start of the line.
+        """
+        if text.startswith(_DOVECOT_PREFIX):
+            framed = self._unprefixed(text[len(_DOVECOT_PREFIX) :], lineno, origin)
+            if framed is not None and framed.program == "dovecot" and not framed.host:
+                return framed
+            return None
+        compose = _COMPOSE_PREFIX.match(text)
+        if compose is not None:
+            return self._unprefixed(text[compose.end() :], lineno, origin)
+        return None
+
+    def _unprefixed(self, text: str, lineno: int, origin: str) -> LogLine | None:
+        """What follows a prefix: any shape but another prefix; None when none fits."""
+        month = MONTHS.get(text[:3]) if text[15:16] == " " else None
+        ts = self._traditional(text[:15], month) if month else None
+        if ts is not None:
+            return self._tagged(ts, text[16:], lineno, origin)
+        return self._uncommon(text, lineno, origin)
 
     def frame_lines(self, texts: Iterable[str], origin: str = "") -> Iterator[LogLine]:
         """Frame a stream of lines (numbered from 1): ``__call__`` with the hot path inlined.
@@ -252,7 +344,7 @@ class Framer:
         if tag.endswith("]"):
             bracket = tag.rfind("[")
             pid_text = tag[bracket + 1 : -1]
-            if bracket > 0 and _is_pid(pid_text):
+            if bracket > 0 and _is_pid(pid_text) and " " not in tag:
                 return LogLine(ts, host, tag[:bracket], int(pid_text), message, origin, lineno)
         if " " in tag:  # not a tag at all
             return LogLine(ts, host, "", None, tagged, origin, lineno)

@@ -1,30 +1,24 @@
-"""Building a :class:`~postwatch.report.model.Report`, from log files or from the state store.
+"""Building a :class:`~postwatch.report.model.Report` from log files, and the rows both
+sources share (incidents, worst severities, the top-N cut, baselines).
 
-From log files, the replay pipeline runs with a detector writing to a scratch in-memory
-store and a :class:`~postwatch.report.collect.Collector` beside it: the incidents and learned
-baselines come from that store, the volumes from the collector.  The detector sees the
-whole of the files (the lines before the window are history); the report counts the window.
-
-From the state store (what ``watch`` keeps), the report has the incidents, the learned
-baselines, the addresses and countries each login came from and the recipients it wrote to,
-but no message counts, delivery outcomes or hourly volumes: the store keeps none, and the
-report says so in its notes instead of showing zeros.
+The replay pipeline runs with a detector writing to a scratch in-memory store and a
+:class:`~postwatch.report.collect.Collector` beside it: the incidents and learned baselines
+come from that store, the volumes from the collector.  The detector sees the whole of the
+files (the lines before the window are history); the report counts the window.
+From the state store: :mod:`postwatch.report.stored`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-
-from sqlalchemy.exc import SQLAlchemyError
+from datetime import datetime
 
 from postwatch.clock import Clock
 from postwatch.config import Settings
 from postwatch.detect import Detector
 from postwatch.detect.incidents import Incident
 from postwatch.detect.profiles import METRICS, WINDOW_NAMES, Profile
-from postwatch.errors import StoreError
 from postwatch.geo import Geo
 from postwatch.pipeline import Pipeline
 from postwatch.records import LogLine
@@ -47,13 +41,6 @@ PEAK_24H = METRICS.index("messages") * len(WINDOW_NAMES) + WINDOW_NAMES.index("2
 MIN_HISTORY_DAYS = 1.0  # a shorter history gives no per-day average
 MIN_HISTORY_OUTCOMES = 10  # fewer delivery outcomes give no deferred/bounced share
 EVIDENCE_ITEMS = 10
-STORE_NOTE = (
-    "from the state store: it keeps no per-login message, recipient, deferred or bounced "
-    "counts and no hourly volumes, so those columns show '-' and there is no chart (report "
-    "from the log files for them); unique recipients are the addresses first written to, or "
-    "written to again after a day, in the window; IPs and countries are the logins' origins "
-    "seen in the window; attacker counts are the last hour of each IP incident"
-)
 
 
 def report_from_logs(
@@ -75,7 +62,7 @@ def report_from_logs(
         pipeline = Pipeline(detector=Tee(collector, detector))
         pipeline.run(lines)
         pipeline.close()
-        incidents = _incident_rows(store.incidents(), window)
+        incidents = incident_rows(store.incidents(), window)
     finally:
         store.close()
     extra = list(notes)
@@ -87,7 +74,7 @@ def report_from_logs(
     ]
     end = window.end or collector.last_seen
     bins_start, bin_hours, bins = chart_bins(window.start or collector.first_seen, end)
-    severities = _worst_by_subject(incidents)
+    severities = worst_by_subject(incidents)
     locked = {row.account for row in locks}
     history_days = 0.0
     if window.start is not None and collector.first_seen is not None:
@@ -108,7 +95,7 @@ def report_from_logs(
                 deferred=volume.deferred,
                 bounced=volume.bounced,
                 # the scratch detector learned from the window itself: its peaks are no baseline
-                baseline=_baseline(history, history_days, None, end, settings),
+                baseline=baseline_of(history, history_days, None, end, settings),
                 hourly=series(volume.hours, bins_start, bin_hours, bins),
                 severity=severities.get(("account", name), ""),
                 locked=name in locked,
@@ -123,7 +110,7 @@ def report_from_logs(
         last_seen=collector.last_seen,
         hosts=tuple(sorted(collector.hosts)),
         lines=collector.lines,
-        accounts=_top(rows, top, severities, locked),
+        accounts=top_rows(rows, top, severities, locked),
         accounts_total=len(rows),
         incidents=tuple(incidents),
         locks=tuple(locks),
@@ -135,106 +122,10 @@ def report_from_logs(
     )
 
 
-def report_from_store(
-    store: Store,
-    *,
-    settings: Settings,
-    window: Window,
-    clock: Clock,
-    locks: Sequence[LockRow] = (),
-    top: int = 20,
-    notes: Sequence[str] = (),
-) -> Report:
-    """Report on the window from what the state store holds."""
-    try:
-        stored_incidents, profiles = store.incidents(), store.load_profiles()
-    except SQLAlchemyError as exc:  # Store.incidents leaves the driver's errors unwrapped
-        raise StoreError(f"cannot read the state database {store.safe_url}: {exc}") from exc
-    incidents = _incident_rows(stored_incidents, window)
-    severities = _worst_by_subject(incidents)
-    locked = {row.account for row in locks}
-    start = window.start.timestamp() if window.start else float("-inf")
-    end = window.end.timestamp() if window.end else float("inf")
-    rows, pickups, seen = [], [], []
-    for profile in profiles:
-        kind, name, scope = profile.subject
-        if not (profile.last_seen >= start and profile.first_seen < end):
-            continue
-        seen += [profile.first_seen, profile.last_seen]
-        if kind == "account":
-            ips = _origins(profile, "ip", start, end)
-            rows.append(
-                AccountRow(
-                    account=name,
-                    messages=None,
-                    recipients=None,
-                    unique_recipients=sum(
-                        1 for when in profile.recipients.values() if start <= when < end
-                    ),
-                    ips=ips,
-                    ip_count=len(ips),
-                    countries=_origins(profile, "country", start, end),
-                    outcomes=None,
-                    deferred=None,
-                    bounced=None,
-                    baseline=_baseline(None, 0.0, profile, window.end, settings),
-                    severity=severities.get(("account", name), ""),
-                    locked=name in locked,
-                )
-            )
-        elif kind == "uid" and name.isdigit():
-            pickups.append(
-                _unknown_pickup(scope, int(name), severities.get(("uid", f"{name}@{scope}"), ""))
-            )
-    known = {(row.host, row.uid) for row in pickups}
-    for incident in incidents:
-        key = (incident.scope, int(incident.subject) if incident.subject.isdigit() else -1)
-        if incident.subject_kind == "uid" and key[1] >= 0 and key not in known:
-            known.add(key)
-            pickups.append(_unknown_pickup(key[0], key[1], incident.severity))
-    rows.sort(
-        key=lambda row: (
-            -SEVERITY_ORDER.get(row.severity, 0),
-            -(row.unique_recipients or 0),
-            row.account,
-        )
-    )
-    attackers = [
-        AttackerRow(
-            ip=incident.subject,
-            country=incident.countries[0] if incident.countries else "",
-            asn="",
-            failures=incident_count(incident, "auth_failures_1h"),
-            usernames=incident_count(incident, "usernames_tried_1h"),
-            sample_usernames=(),
-            relay_denied=incident_count(incident, "relay_denied_1h"),
-            severity=incident.severity,
-        )
-        for incident in incidents
-        if incident.subject_kind == "ip"
-    ]
-    return Report(
-        generated=clock.now(),
-        source="store",
-        window=window,
-        first_seen=_when(min(seen)) if seen else None,
-        last_seen=_when(max(seen)) if seen else None,
-        hosts=tuple(sorted({incident.host for incident in incidents if incident.host})),
-        lines=None,
-        accounts=_top(rows, top, severities, locked),
-        accounts_total=len(rows),
-        incidents=tuple(incidents),
-        locks=tuple(locks),
-        attackers=tuple(attackers[:top]),
-        pickups=tuple(sorted(pickups)),
-        notes=(STORE_NOTE, *notes),
-    )
-
-
 # --- incidents -------------------------------------------------------------------------
 
 
-def _incident_rows(incidents: Iterable[Incident], window: Window) -> list[IncidentRow]:
+def incident_rows(incidents: Iterable[Incident], window: Window) -> list[IncidentRow]:
     rows = []
     for incident in incidents:
         closed = incident.closed if incident.state == "closed" else None
@@ -284,7 +175,7 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(str(item) for item in value[:EVIDENCE_ITEMS])
 
 
-def _worst_by_subject(incidents: Iterable[IncidentRow]) -> dict[tuple[str, str], str]:
+def worst_by_subject(incidents: Iterable[IncidentRow]) -> dict[tuple[str, str], str]:
     worst: dict[tuple[str, str], str] = {}
     for incident in incidents:
         # a uid is per host: uid 33 on one web server is not uid 33 on another
@@ -298,7 +189,7 @@ def _worst_by_subject(incidents: Iterable[IncidentRow]) -> dict[tuple[str, str],
 # --- rows ------------------------------------------------------------------------------
 
 
-def _top(
+def top_rows(
     rows: list[AccountRow], top: int, severities: dict[tuple[str, str], str], locked: set[str]
 ) -> tuple[AccountRow, ...]:
     """The first ``top`` rows, and every row with an incident or a lock after them."""
@@ -309,7 +200,7 @@ def _top(
     return tuple(chosen)
 
 
-def _baseline(
+def baseline_of(
     history: Volume | None,
     days: float,
     profile: Profile | None,
@@ -340,15 +231,6 @@ def _countries(geo: Geo, ips: Counter[str]) -> tuple[str, ...]:
             if country:
                 by_country[country] += count
     return tuple(country for country, _ in by_country.most_common())
-
-
-def _origins(profile: Profile, kind: str, start: float, end: float) -> tuple[str, ...]:
-    table = profile.origins.get(kind)
-    if not table:
-        return ()
-    live = [(value, origin) for value, origin in table.items() if start <= origin.last_seen < end]
-    live.sort(key=lambda item: (-item[1].seen, item[0]))
-    return tuple(value for value, _ in live)
 
 
 def _attackers(
@@ -394,11 +276,3 @@ def _pickups(collector: Collector, severities: dict[tuple[str, str], str]) -> tu
         for (host, uid), volume in collector.pickups.items()
     ]
     return tuple(sorted(rows, key=lambda row: (-(row.messages or 0), row.host, row.uid)))
-
-
-def _unknown_pickup(host: str, uid: int, severity: str) -> PickupRow:
-    return PickupRow(host, uid, None, None, None, (), None, None, None, severity)
-
-
-def _when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)

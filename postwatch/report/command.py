@@ -31,10 +31,11 @@ from postwatch.config import Settings
 from postwatch.configcheck import load_config
 from postwatch.errors import ActionError, UsageError
 from postwatch.geo import Geo
-from postwatch.report.build import report_from_logs, report_from_store
+from postwatch.report.build import report_from_logs
 from postwatch.report.html import render_html
 from postwatch.report.locks import journal_url, read_locks
 from postwatch.report.model import Report
+from postwatch.report.stored import report_from_store
 from postwatch.report.text import render_text
 from postwatch.report.window import parse_window
 from postwatch.sources.files import read_lines
@@ -145,7 +146,7 @@ def report_command(
         tz=tz,
         default_since=None if files else STORE_WINDOW,
     )
-    locks, note = read_locks(journal_url(settings.store, actions))
+    locks, note = read_locks(journal_url(settings.store, actions, db))
     notes = [note] if note and path else []
     if files:
         geo = context.geo or Geo.from_settings(settings.geo, settings.detect)

@@ -2,9 +2,10 @@
 
 An account is locked in a backend when the last ``lock:<backend>`` or ``unlock:<backend>``
 entry for it (``started`` or ``done``) is a lock: the rule ``postwatch unlock`` follows.
-The journal is found where the ``lock`` and ``unlock`` commands put it: ``[actions]
-journal``, else ``[store] url``, else ``actions.sqlite`` in the state directory.  A missing
-journal means nothing was ever locked; a report never creates one.
+The journal is found where ``watch`` and the ``lock`` and ``unlock`` commands put it:
+``[actions] journal``, else the state store's database (``--db``, ``$POSTWATCH_DB``,
+``[store] url``, ``postwatch.db`` in the state directory).  A missing journal means nothing
+was ever locked; a report never creates one.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ from pathlib import Path
 import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
-from postwatch.actions.journal import JournalEntry, SqlJournal, actions_table
+from postwatch.actions.journal import JournalEntry, SqlJournal, journal_table
 from postwatch.actions.settings import ActionsSettings
 from postwatch.config import StoreSettings
 from postwatch.errors import StoreError
 from postwatch.report.model import LockRow
+from postwatch.store.database import open_engine, resolve_url
 
 LIVE_STATES = ("started", "done")
 
 
-def journal_url(store: StoreSettings, actions: ActionsSettings) -> str:
-    """The action journal's database URL, found as the action commands find it."""
-    if actions.journal:
-        return actions.journal
-    return store.url or f"sqlite:///{Path(store.state_dir) / 'actions.sqlite'}"
+def journal_url(store: StoreSettings, actions: ActionsSettings, cli_url: str | None = None) -> str:
+    """The action journal's database URL, found as watch and the action commands find it
+    (``cli_url``: the report's ``--db``, the database watch was given)."""
+    return actions.journal or resolve_url(cli_url, store)
 
 
 def current_locks(entries: list[JournalEntry]) -> list[LockRow]:
@@ -64,14 +65,12 @@ def read_locks(url: str) -> tuple[list[LockRow], str]:
         path = Path(url[len("sqlite:///") :])
         if not path.is_file():
             return [], f"no action journal at {path}: no account was ever locked there"
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     try:
-        engine = sqlalchemy.create_engine(url)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        engine = open_engine(url)
+    except StoreError as exc:
         raise StoreError(f"cannot open the action journal: {_first_line(exc)}") from exc
     try:
-        if not sqlalchemy.inspect(engine).has_table(actions_table.name):
+        if not sqlalchemy.inspect(engine).has_table(journal_table().name):
             return [], "the action journal database has no journal table yet: nothing was locked"
         journal = SqlJournal(url, engine=engine)
         entries = journal.entries(action="lock:") + journal.entries(action="unlock:")

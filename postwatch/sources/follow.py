@@ -602,7 +602,7 @@ class JournalFollower:
         return process
 
     def _ended(self) -> None:
-        status = self.close()
+        status = self._stop()
         complaint = ""
         if self._errors is not None:
             self._errors.seek(0)
@@ -648,6 +648,14 @@ class JournalFollower:
         return self._process.stdout.fileno()
 
     def close(self) -> int | None:
+        """Stop journalctl and drop what it said on stderr; its exit status."""
+        status = self._stop()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+        return status
+
+    def _stop(self) -> int | None:
         """Stop journalctl; its exit status."""
         process, self._process = self._process, None
         self._partial = b""

@@ -4,6 +4,6 @@
 line, ``POSTWATCH_DB``, the config or the state directory.  Tables: ``schema``.
 """
 
-from postwatch.store.database import ActionRecord, Store, resolve_url
+from postwatch.store.database import Store, resolve_url
 
-__all__ = ["ActionRecord", "Store", "resolve_url"]
+__all__ = ["Store", "resolve_url"]

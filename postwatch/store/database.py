@@ -3,8 +3,12 @@
 ``Store(url)`` opens the database and upgrades its schema in place (Alembic, revisions in
 ``migrations/versions``).  The detector hands it batches (``save``), never single events;
 each batch is one transaction of multi-row upserts that merge with what other mail hosts
-wrote (first seen: earliest; last seen: latest; confirmed: either).  ``prune`` deletes rows
-older than the retention.  The ``actions`` table is the actions stage's journal.
+wrote (first seen: earliest; last seen: latest; confirmed: either; hourly volumes add up).
+A subject's row is stamped with the database's clock when written, so ``changed_subjects``
+and ``load_profiles(subjects)`` let a running host take in what others learned
+(:mod:`postwatch.store.refresh`).  ``prune`` deletes rows older than the retention.  The
+action journal (:mod:`postwatch.actions.journal`) keeps its ``postwatch_actions`` table in
+the same schema, and opens its engine with :func:`open_engine`.
 
 URL resolution (:func:`resolve_url`): ``--db URL``, else ``$POSTWATCH_DB``, else the config's
 ``[store] url``, else ``sqlite:///<state_dir>/postwatch.db``.
@@ -13,10 +17,10 @@ URL resolution (:func:`resolve_url`): ``--db URL``, else ``$POSTWATCH_DB``, else
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -26,32 +30,36 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     select,
-    update,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from postwatch.actions.journal import prune_finished
 from postwatch.config import StoreSettings
 from postwatch.detect.alerts import Alert, Subject
 from postwatch.detect.incidents import Incident
-from postwatch.detect.profiles import Origin, Profile
+from postwatch.detect.profiles import Profile
+from postwatch.detect.state import HourVolume
 from postwatch.errors import StoreError
 from postwatch.store import schema
 from postwatch.store.rows import (
+    add_counts,
     incident_from_row,
     incident_row,
     merge_seen,
     merge_subjects,
-    ordered,
     profile_rows,
-    slot_of,
+    read_profiles,
+    volume_from_row,
+    volume_row,
     when,
 )
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-ACTION_STATES = ("started", "done", "failed")
+IN_CHUNK = 500  # subjects per IN list when loading some profiles
 
 
 def resolve_url(
@@ -69,21 +77,6 @@ def resolve_url(
     if settings.url:
         return settings.url
     return f"sqlite:///{settings.state_dir / 'postwatch.db'}"
-
-
-class ActionRecord(NamedTuple):
-    """One row of the actions journal."""
-
-    id: int
-    incident_id: str | None
-    subject_kind: str
-    subject: str
-    action: str
-    state: str
-    detail: str
-    started_at: datetime
-    updated_at: datetime
-    host: str
 
 
 class Store:
@@ -105,11 +98,13 @@ class Store:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         try:
-            self.engine = self._connect(url)
+            self.engine = open_engine(url)
             if upgrade:
                 self.upgrade()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the state database {self.safe_url}: {exc}") from exc
+        # before anything is read: what others write from now on is news (ProfileRefresh)
+        self.opened_at = self.database_time()
 
     @classmethod
     def from_settings(
@@ -126,33 +121,7 @@ class Store:
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages."""
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return "<database URL>"
-
-    def _connect(self, url: str) -> Engine:
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-            path = Path(url[len("sqlite:///") :])
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the state directory {path.parent}: {exc}") from exc
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        try:
-            backend = make_url(url).get_backend_name()
-        except ArgumentError as exc:
-            raise StoreError(f"not a database URL: {self.safe_url}") from exc
-        if backend not in ("sqlite", "postgresql"):
-            raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql")
-        try:
-            engine = create_engine(url)
-        except ImportError as exc:
-            raise StoreError(f"the driver for {backend} is not installed: {exc}") from exc
-        if backend == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+        return safe_url(self.url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -190,10 +159,15 @@ class Store:
     # --- writing -------------------------------------------------------------------------
 
     def save(
-        self, profiles: Iterable[Profile], incidents: Iterable[Incident], alerts: Iterable[Alert]
+        self,
+        profiles: Iterable[Profile],
+        incidents: Iterable[Incident],
+        alerts: Iterable[Alert],
+        volumes: Iterable[HourVolume] = (),
     ) -> None:
-        """Write one batch in one transaction."""
+        """Write one batch in one transaction; ``volumes`` add to the stored hours' counts."""
         subject_rows, baseline_rows, origin_rows, recipient_rows = profile_rows(profiles, self.host)
+        volume_rows = [volume_row(volume) for volume in volumes]
         incident_rows = [incident_row(incident) for incident in incidents]
         alert_rows = [
             {
@@ -210,19 +184,28 @@ class Store:
         ]
         try:
             with self.engine.begin() as connection:
-                self._upsert(connection, schema.subjects, subject_rows, merge=merge_subjects)
+                self._upsert(
+                    connection, schema.subjects, subject_rows, merge_subjects, "written_at"
+                )
                 self._upsert(connection, schema.baselines, baseline_rows)
                 self._upsert(connection, schema.origins, origin_rows, merge=merge_seen)
                 self._upsert(connection, schema.recipients, recipient_rows, merge=merge_seen)
                 self._upsert(connection, schema.incidents, incident_rows)
                 if alert_rows:
                     connection.execute(schema.alerts.insert(), alert_rows)
+                self._upsert(connection, schema.volumes, volume_rows, merge=add_counts)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write to the state database: {exc}") from exc
 
     def _upsert(
-        self, connection: Connection, table: Table, rows: list[dict[str, Any]], merge: Any = None
+        self,
+        connection: Connection,
+        table: Table,
+        rows: list[dict[str, Any]],
+        merge: Any = None,
+        stamp: str = "",
     ) -> None:
+        """Insert or merge ``rows``; ``stamp`` names a column set to the database's clock."""
         if not rows:
             return
         from sqlalchemy.dialects import postgresql, sqlite
@@ -231,9 +214,12 @@ class Store:
         keys = [column.name for column in table.primary_key.columns]
         statement = insert(table)
         excluded = statement.excluded
-        values = {name: excluded[name] for name in rows[0] if name not in keys}
+        values: dict[str, Any] = {name: excluded[name] for name in rows[0] if name not in keys}
         if merge is not None:
             values.update(merge(table, excluded))
+        if stamp:
+            statement = statement.values({stamp: func.now()})
+            values[stamp] = func.now()
         for start in range(0, len(rows), 1000):
             connection.execute(
                 statement.on_conflict_do_update(index_elements=keys, set_=values),
@@ -242,48 +228,45 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------
 
-    def load_profiles(self) -> list[Profile]:
-        """Every subject's learned profile (read once at start)."""
-        profiles: dict[tuple[str, str, str], Profile] = {}
+    def load_profiles(
+        self, subjects: Collection[Subject] | None = None, *, recipients: bool = True
+    ) -> list[Profile]:
+        """The learned profiles of ``subjects`` (None: every subject, as at start), with
+        their known recipients unless ``recipients`` is false."""
+        profiles: dict[Subject, Profile] = {}
         try:
             with self.engine.connect() as connection:
-                for row in connection.execute(select(schema.subjects)):
-                    subject = Subject(row.kind, row.name, row.scope)
-                    profile = Profile(subject, when(row.first_seen).timestamp())
-                    profile.last_seen = when(row.last_seen).timestamp()
-                    profile.learned = bool(row.learned)
-                    if row.last_incident is not None:
-                        profile.last_incident = when(row.last_incident).timestamp()
-                    profiles[subject] = profile
-                for row in connection.execute(select(schema.baselines)):
-                    found = profiles.get((row.kind, row.name, row.scope))
-                    slot = slot_of(row.metric, row.span)
-                    if found is not None and slot is not None:
-                        found.peaks[slot] = float(row.peak)
-                        found.peak_times[slot] = when(row.peak_at).timestamp()
-                accounts = {
-                    profile.subject.name: profile
-                    for profile in profiles.values()
-                    if profile.subject.kind == "account"
-                }
-                query = select(schema.origins).order_by(schema.origins.c.last_seen)
-                for row in connection.execute(query):
-                    owner = accounts.get(row.account)
-                    if owner is not None:
-                        owner.origins.setdefault(row.kind, ordered())[row.value] = Origin(
-                            when(row.first_seen).timestamp(),
-                            when(row.last_seen).timestamp(),
-                            int(row.seen),
-                            bool(row.confirmed),
-                        )
-                query = select(schema.recipients).order_by(schema.recipients.c.last_seen)
-                for row in connection.execute(query):
-                    owner = accounts.get(row.account)
-                    if owner is not None:
-                        owner.recipients[int(row.digest)] = when(row.last_seen).timestamp()
+                for chunk in _chunks(subjects):
+                    profiles.update(read_profiles(connection, chunk, recipients))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read the state database: {exc}") from exc
         return list(profiles.values())
+
+    def changed_subjects(self, since: datetime) -> tuple[list[Subject], datetime | None]:
+        """The subjects whose rows were written after ``since`` (the database's clock), and
+        the latest of those write times (None: none)."""
+        table = schema.subjects
+        query = select(table.c.kind, table.c.name, table.c.scope, table.c.written_at).where(
+            table.c.written_at > since
+        )
+        subjects, newest = [], None
+        try:
+            with self.engine.connect() as connection:
+                for kind, name, scope, written in connection.execute(query):
+                    subjects.append(Subject(kind, name, scope))
+                    written = when(written)
+                    newest = written if newest is None or written > newest else newest
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the state database: {exc}") from exc
+        return subjects, newest
+
+    def database_time(self) -> datetime:
+        """The database's clock (what ``written_at`` is stamped with), UTC."""
+        try:
+            with self.engine.connect() as connection:
+                return when(connection.execute(select(func.now())).scalar_one())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the state database: {exc}") from exc
 
     def load_open_incidents(self) -> list[Incident]:
         try:
@@ -312,84 +295,50 @@ class Store:
         with self.engine.connect() as connection:
             return [dict(row.payload) for row in connection.execute(query)]
 
-    def count(self, table: str) -> int:
-        from sqlalchemy import func
+    def volumes(
+        self, *, start: datetime | None = None, end: datetime | None = None
+    ) -> list[HourVolume]:
+        """The hourly volumes from ``start`` to ``end`` (excluded), oldest hour first."""
+        table = schema.volumes
+        query = select(table).order_by(table.c.hour, table.c.host)
+        if start is not None:
+            query = query.where(table.c.hour >= start)
+        if end is not None:
+            query = query.where(table.c.hour < end)
+        try:
+            with self.engine.connect() as connection:
+                return [volume_from_row(row) for row in connection.execute(query)]
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the state database: {exc}") from exc
 
+    def volume_history(self, before: datetime | None) -> tuple[datetime | None, dict[Subject, int]]:
+        """The first hour stored, and the messages each subject sent before ``before``
+        (None: no totals)."""
+        table = schema.volumes
+        subject = (table.c.subject_kind, table.c.subject, table.c.scope)
+        totals: dict[Subject, int] = {}
+        try:
+            with self.engine.connect() as connection:
+                first = connection.execute(select(func.min(table.c.hour))).scalar_one()
+                if before is not None:
+                    query = (
+                        select(*subject, func.sum(table.c.messages))
+                        .where(table.c.hour < before)
+                        .group_by(*subject)
+                    )
+                    for kind, name, scope, messages in connection.execute(query):
+                        totals[Subject(kind, name, scope)] = int(messages)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the state database: {exc}") from exc
+        return (when(first) if first is not None else None), totals
+
+    def count(self, table: str) -> int:
         with self.engine.connect() as connection:
             return int(
                 connection.execute(
-                    select(func.count()).select_from(schema.metadata.tables[table])
+                    select(func.count()).select_from(schema.TABLES[table])
                 ).scalar_one()
             )
-
-    # --- actions journal -----------------------------------------------------------------
-
-    def action_started(
-        self,
-        *,
-        subject: str,
-        action: str,
-        ts: datetime,
-        incident_id: str | None = None,
-        subject_kind: str = "",
-        detail: str = "",
-    ) -> int:
-        """Journal an action that begins; returns its id for :meth:`action_finished`."""
-        row = {
-            "incident_id": incident_id,
-            "subject_kind": subject_kind,
-            "subject": subject,
-            "action": action,
-            "state": "started",
-            "detail": detail,
-            "started_at": ts,
-            "updated_at": ts,
-            "host": self.host,
-        }
-        try:
-            with self.engine.begin() as connection:
-                result = connection.execute(schema.actions.insert().values(**row))
-                return int(result.inserted_primary_key[0])  # type: ignore[index]  # one-column key
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot journal the action: {exc}") from exc
-
-    def action_finished(
-        self, action_id: int, *, state: str, ts: datetime, detail: str | None = None
-    ) -> None:
-        """Mark a journalled action ``done`` or ``failed``."""
-        if state not in ACTION_STATES:
-            raise ValueError(f"action state must be one of {ACTION_STATES}")
-        values: dict[str, Any] = {"state": state, "updated_at": ts}
-        if detail is not None:
-            values["detail"] = detail
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    update(schema.actions).where(schema.actions.c.id == action_id).values(**values)
-                )
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot journal the action: {exc}") from exc
-
-    def actions(self, *, incident_id: str | None = None) -> list[ActionRecord]:
-        query = select(schema.actions).order_by(schema.actions.c.id)
-        if incident_id is not None:
-            query = query.where(schema.actions.c.incident_id == incident_id)
-        with self.engine.connect() as connection:
-            return [
-                ActionRecord(
-                    row.id,
-                    row.incident_id,
-                    row.subject_kind,
-                    row.subject,
-                    row.action,
-                    row.state,
-                    row.detail,
-                    when(row.started_at),
-                    when(row.updated_at),
-                    row.host,
-                )
-                for row in connection.execute(query)
-            ]
 
     # --- retention -----------------------------------------------------------------------
 
@@ -403,11 +352,9 @@ class Store:
             "baselines": delete(b).where(b.c.peak_at < cutoff),
             "subjects": delete(s).where(s.c.last_seen < cutoff),
             "alerts": delete(schema.alerts).where(schema.alerts.c.ts < cutoff),
+            "volumes": delete(schema.volumes).where(schema.volumes.c.hour < cutoff),
             "incidents": delete(schema.incidents).where(
                 and_(schema.incidents.c.state == "closed", schema.incidents.c.closed_at < cutoff)
-            ),
-            "actions": delete(schema.actions).where(
-                and_(schema.actions.c.state != "started", schema.actions.c.updated_at < cutoff)
             ),
         }
         removed = {}
@@ -415,9 +362,55 @@ class Store:
             with self.engine.begin() as connection:
                 for name, statement in statements.items():
                     removed[name] = connection.execute(statement).rowcount or 0
+                removed["actions"] = prune_finished(connection, cutoff)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot prune the state database: {exc}") from exc
         return removed
+
+
+def _chunks(subjects: Collection[Subject] | None) -> Iterator[list[Subject] | None]:
+    """``subjects`` in lists short enough for one ``IN``; None (every subject) once."""
+    if subjects is None:
+        yield None
+        return
+    listed = list(subjects)
+    for start in range(0, len(listed), IN_CHUNK):
+        yield listed[start : start + IN_CHUNK]
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<database URL>"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL: ``postgresql://`` means psycopg 3, a SQLite
+    file gets its folder, WAL and a busy timeout (watch, the action commands and reports
+    share it)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        path = Path(url[len("sqlite:///") :])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the state directory {path.parent}: {exc}") from exc
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {safe_url(url)}") from exc
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    try:
+        engine = create_engine(url)
+    except ImportError as exc:
+        raise StoreError(f"the driver for {backend} is not installed: {exc}") from exc
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

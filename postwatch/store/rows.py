@@ -1,5 +1,7 @@
 """Conversions between the detector's objects and the store's rows, and merge rules.
 
+:func:`read_profiles` reads profiles back: every one at start, or some (the refresh).
+
 When several mail hosts write the same row, upserts merge: first seen takes the earliest,
 last seen the latest, ``confirmed`` and ``learned`` either, ``seen`` the larger count.
 Times are stored in UTC; SQLite hands them back naive, so reading attaches UTC.
@@ -12,11 +14,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, case, or_
+from sqlalchemy import Connection, Table, case, or_, select, tuple_
 
 from postwatch.detect.alerts import Reason, Subject
 from postwatch.detect.incidents import Incident
-from postwatch.detect.profiles import METRICS, NEW_SHARE, WINDOW_NAMES, Profile
+from postwatch.detect.profiles import METRICS, NEW_SHARE, WINDOW_NAMES, Origin, Profile
+from postwatch.detect.state import HourVolume
+from postwatch.store import schema
 
 Row = dict[str, Any]
 
@@ -102,6 +106,53 @@ def profile_rows(
     return subject_rows, baseline_rows, origin_rows, recipient_rows
 
 
+def read_profiles(
+    connection: Connection, subjects: list[Subject] | None, recipients: bool
+) -> dict[Subject, Profile]:
+    """The stored profiles of ``subjects`` (None: all), known recipients only if asked."""
+    s, b, o, r = schema.subjects, schema.baselines, schema.origins, schema.recipients
+    subject_query, baseline_query = select(s), select(b)
+    origin_query = select(o).order_by(o.c.last_seen)
+    recipient_query = select(r).order_by(r.c.last_seen)
+    if subjects is not None:
+        accounts = [name for kind, name, _ in subjects if kind == "account"]
+        subject_query = subject_query.where(tuple_(s.c.kind, s.c.name, s.c.scope).in_(subjects))
+        baseline_query = baseline_query.where(tuple_(b.c.kind, b.c.name, b.c.scope).in_(subjects))
+        origin_query = origin_query.where(o.c.account.in_(accounts))
+        recipient_query = recipient_query.where(r.c.account.in_(accounts))
+    found: dict[Subject, Profile] = {}
+    for row in connection.execute(subject_query):
+        subject = Subject(row.kind, row.name, row.scope)
+        profile = Profile(subject, when(row.first_seen).timestamp())
+        profile.last_seen = when(row.last_seen).timestamp()
+        profile.learned = bool(row.learned)
+        if row.last_incident is not None:
+            profile.last_incident = when(row.last_incident).timestamp()
+        found[subject] = profile
+    for row in connection.execute(baseline_query):
+        owner = found.get(Subject(row.kind, row.name, row.scope))
+        slot = slot_of(row.metric, row.span)
+        if owner is not None and slot is not None:
+            owner.peaks[slot] = float(row.peak)
+            owner.peak_times[slot] = when(row.peak_at).timestamp()
+    by_account = {p.subject.name: p for p in found.values() if p.subject.kind == "account"}
+    for row in connection.execute(origin_query):
+        owner = by_account.get(row.account)
+        if owner is not None:
+            owner.origins.setdefault(row.kind, ordered())[row.value] = Origin(
+                when(row.first_seen).timestamp(),
+                when(row.last_seen).timestamp(),
+                int(row.seen),
+                bool(row.confirmed),
+            )
+    if recipients:
+        for row in connection.execute(recipient_query):
+            owner = by_account.get(row.account)
+            if owner is not None:
+                owner.recipients[int(row.digest)] = when(row.last_seen).timestamp()
+    return found
+
+
 def slot_name(slot: int) -> tuple[str, str]:
     if slot == NEW_SHARE:
         return "new_share", "24h"
@@ -184,3 +235,34 @@ def incident_from_row(row: Any) -> Incident:
     )
     incident.evidence = dict(row.evidence or {})
     return incident
+
+
+def volume_row(volume: HourVolume) -> Row:
+    kind, name, scope = volume.subject
+    return {
+        "host": volume.host[:255],
+        "hour": volume.hour,
+        "subject_kind": kind,
+        "subject": name[:320],
+        "scope": scope[:255],
+        "messages": volume.messages,
+        "recipients": volume.recipients,
+    }
+
+
+def volume_from_row(row: Any) -> HourVolume:
+    return HourVolume(
+        row.host,
+        when(row.hour),
+        Subject(row.subject_kind, row.subject, row.scope),
+        int(row.messages),
+        int(row.recipients),
+    )
+
+
+def add_counts(table: Table, excluded: Any) -> dict[str, Any]:
+    """Volumes add up: a batch brings the counts since the last one."""
+    return {
+        "messages": table.c.messages + excluded.messages,
+        "recipients": table.c.recipients + excluded.recipients,
+    }

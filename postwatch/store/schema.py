@@ -2,15 +2,20 @@
 
 ::
 
-    subjects    (kind, name, scope) -> first/last seen, learned, last incident, host
+    subjects    (kind, name, scope) -> first/last seen, learned, last incident, host,
+                written_at (the database's clock at the last write)  [written_at: 0005]
     baselines   (kind, name, scope, metric, span) -> peak, peak_at
     origins     (account, kind, value) -> first/last seen, seen, confirmed, host
     recipients  (account, digest) -> first/last seen          [revision 0002]
     incidents   id -> subject, host, state, severity, score, opened/updated/closed, reasons,
                 evidence
     alerts      id -> incident, ts, host, subject, severity, score, payload (the alert JSON)
-    actions     id -> incident, subject, action, state (started|done|failed), detail,
-                started/updated, host                     (the actions stage's journal)
+    volumes     (host, hour, subject_kind, subject, scope) -> messages, recipients accepted
+                in that hour (UTC) on that host              [revision 0004]
+    postwatch_actions  id -> action, subject, state, incident, actor, reason, detail, result,
+                started/finished (naive UTC)    [revision 0003: the action journal's table,
+                defined in ``postwatch.actions.journal``, which also creates it in a database
+                of its own]
 
 Times are UTC.  No raw log line is stored.  Several mail hosts may share one database:
 rows carry the host that wrote them, and an account's rows are shared by all hosts.
@@ -30,8 +35,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
 )
+
+from postwatch.actions.journal import journal_table
 
 metadata = MetaData()
 
@@ -49,6 +55,8 @@ subjects = Table(
     Column("learned", Boolean, nullable=False, server_default="0"),
     Column("last_incident", DateTime(timezone=True)),
     Column("host", String(HOST), nullable=False, server_default=""),
+    Column("written_at", DateTime(timezone=True)),
+    Index("ix_subjects_written_at", "written_at"),
 )
 
 baselines = Table(
@@ -122,17 +130,19 @@ alerts = Table(
     Index("ix_alerts_ts", "ts"),
 )
 
-actions = Table(
-    "actions",
+volumes = Table(
+    "volumes",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("incident_id", String(32), index=True),
-    Column("subject_kind", String(16), nullable=False, server_default=""),
-    Column("subject", String(NAME), nullable=False),
-    Column("action", String(32), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("detail", Text, nullable=False, server_default=""),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("host", String(HOST), nullable=False, server_default=""),
+    Column("host", String(HOST), primary_key=True),
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("subject_kind", String(16), primary_key=True),
+    Column("subject", String(NAME), primary_key=True),
+    Column("scope", String(HOST), primary_key=True, server_default=""),
+    Column("messages", Integer, nullable=False),
+    Column("recipients", Integer, nullable=False),
+    Index("ix_volumes_hour", "hour"),
 )
+
+# The action journal's table, in this schema since revision 0003 (see the docstring).
+journal = journal_table()
+TABLES: dict[str, Table] = {**metadata.tables, journal.name: journal}
