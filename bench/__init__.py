@@ -12,7 +12,9 @@ addresses and the timing are invented (seeded, deterministic).
 - ``dovecot``     IMAP logins, logouts and failed logins
 - ``population``  hosted accounts and their habits
 - ``ordinary``    the ordinary traffic of a population, day by day
-- ``abuse``       abuse episodes with their ground truth
+- ``episode``     what abuse episodes share: ground truth, a stolen login, its spam
+- ``abuse``       the abuse episodes the detection issue names
+- ``quiet_abuse`` quieter abuse: webmail, a home proxy, IMAP then SMTP, forged senders
 - ``lookalikes``  accounts whose ordinary habits resemble abuse
 - ``generate``    the benchmark log (``python -m bench.generate``)
 - ``scenarios``   detection scenario logs with golden files, and the demo log

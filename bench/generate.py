@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import abuse, lookalikes
+from bench.episode import Episode
 from bench.ordinary import Ordinary
 from bench.population import Population
 from bench.traffic import Server, Source
@@ -79,7 +80,7 @@ def generate(
     }
 
 
-def _episodes(server: Server, population: Population, seed: int) -> list[abuse.Episode]:
+def _episodes(server: Server, population: Population, seed: int) -> list[Episode]:
     """A handful of incidents spread over the days (later ones only in long logs)."""
     rng = random.Random(f"{seed}:episodes")
     victims = [abuse.pick_victim(population, rng) for _ in range(3)]

@@ -2,14 +2,17 @@
 
 Generates the benchmark log under ``.bench/`` (or reuses it when size and seed match), then
 runs each command ``--repeat`` times as a child process and reports the median wall time,
-lines per second, peak resident memory (the child's ``ru_maxrss`` from ``os.wait4``) and the
-ratio to pflogsumm's time:
+lines per second, peak resident memory (the child's ``ru_maxrss`` from ``os.wait4``: with the
+detector in a second process, the larger of the two, which share the memory loaded before the
+fork) and the ratio to pflogsumm's time:
 
 - ``postwatch replay --no-detect --json LOG``  parse + correlate
-- ``postwatch replay --json LOG``              everything, detection included
+- ``postwatch replay --jobs 1 --json LOG``     everything, detection included, one process
+- ``postwatch replay --json LOG``              the same, detection in a second process on a
+                                               machine with two cores or more
 - ``pflogsumm LOG``                            the classic report, when installed
 
-Both replays run twice: with the pure-Python install, and with the compiled build
+The replays run twice: with the pure-Python install, and with the compiled build
 (``POSTWATCH_MYPYC=1``, made by :mod:`bench.compiled`; ``--no-compiled`` skips it).
 The last column is the speed against pflogsumm: 2.00 means twice as fast.
 The parse + correlate replay also runs on a log a third as long: its peak memory should be
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         replay = [*start, *options]
         jobs += [
             Job(f"{label} parse+correlate", [*replay, "--no-detect", "--json", str(big)], big_lines, env),
+            Job(f"{label} full, one process", [*replay, "--jobs", "1", "--json", str(big)], big_lines, env),
             Job(f"{label} full (with detection)", [*replay, "--json", str(big)], big_lines, env),
         ]  # fmt: skip
     pflogsumm = shutil.which("pflogsumm")

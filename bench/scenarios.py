@@ -33,7 +33,8 @@ from calendar import timegm
 from pathlib import Path
 from typing import Any
 
-from bench import abuse, lookalikes
+from bench import abuse, lookalikes, quiet_abuse
+from bench.episode import Episode
 from bench.networks import WEBMAIL_IP, network
 from bench.ordinary import Ordinary
 from bench.population import DAY, Population
@@ -127,7 +128,7 @@ TRUTH_NOTE = (
 )
 
 
-def _subject_entries(episode: abuse.Episode) -> list[dict[str, Any]]:
+def _subject_entries(episode: Episode) -> list[dict[str, Any]]:
     entries = []
     for entry in episode.truth():
         first = entry["first_abuse_ts"]
@@ -208,7 +209,7 @@ def scenario(
 
 def _episode(
     case: str, server: Server, population: Population, rng: random.Random, day: int
-) -> abuse.Episode | None:
+) -> Episode | None:
     if case == "burst":
         return abuse.Burst(
             server,
@@ -244,7 +245,7 @@ def _episode(
             server, rng, population, abuse.day_start(server, day, rng.uniform(19, 21))
         )
     if case == "webmail_spam":
-        return abuse.WebmailSpam(
+        return quiet_abuse.WebmailSpam(
             server,
             rng,
             abuse.pick_victim(population, rng),
@@ -253,7 +254,7 @@ def _episode(
             per_hour=rng.randint(300, 700),
         )
     if case == "home_proxy":
-        return abuse.HomeProxy(
+        return quiet_abuse.HomeProxy(
             server,
             rng,
             abuse.pick_victim(population, rng),
@@ -262,7 +263,7 @@ def _episode(
             per_hour=rng.randint(150, 400),
         )
     if case == "imap_then_smtp":
-        return abuse.ImapThenSmtp(
+        return quiet_abuse.ImapThenSmtp(
             server,
             rng,
             abuse.pick_victim(population, rng),
@@ -271,7 +272,7 @@ def _episode(
             per_hour=rng.randint(60, 150),
         )
     if case == "forged_senders":
-        return abuse.ForgedSenders(
+        return quiet_abuse.ForgedSenders(
             server,
             rng,
             population,

@@ -102,6 +102,11 @@ def cli() -> None:
     default=None,
     help="Progress bar on stderr (default: when stderr is a terminal).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 2),
+    help="Processes: 2 detects in a second process (default: 2 on two cores or more).",
+)
 def replay(
     files: tuple[str, ...],
     year: int | None,
@@ -118,6 +123,7 @@ def replay(
     learn: bool,
     act: bool,
     progress: bool | None,
+    jobs: int | None,
 ) -> None:
     """Read archived logs (plain, .gz, .bz2, .xz, - for stdin), oldest first, and summarise."""
     stats = ReadStats()
@@ -138,6 +144,7 @@ def replay(
         learn=learn,
         act=act,
         on_alert=_json_out if as_json else alerts.append,
+        processes=jobs or 2,
     )
     if progress or (progress is None and sys.stderr.isatty()):
         lines = _with_progress(lines, stats)

@@ -26,7 +26,8 @@ class Detector(Protocol):
     """What the pipeline needs of the anomaly engine.
 
     A detector with an ``accepts`` set of types is passed only items of those types; one
-    without it (a tee that counts every line) is passed everything.
+    without it (a tee that counts every line) is passed everything.  One that defers its
+    errors (the forked one) sets ``failure``: :meth:`Pipeline.close` raises it.
     """
 
     def feed(self, item: object) -> list[Any]:
@@ -94,6 +95,9 @@ class Pipeline:
                 self._alerts(self.detector.feed(record))
         if self.detector is not None:
             self._alerts(self.detector.close(self.last_ts))
+            failure = getattr(self.detector, "failure", None)  # a forked detector's
+            if failure is not None:
+                raise failure
 
     def _alerts(self, alerts: list[Any]) -> None:
         if alerts and self.on_alert is not None:
@@ -139,12 +143,14 @@ def build_pipeline(
     act: bool = False,
     on_alert: AlertSink | None = None,
     host: str = "",
+    processes: int = 1,
 ) -> Stages:
     """Wire geo, store, detector and actions from ``settings`` (``postwatch.config.Settings``).
 
     ``use_store`` false keeps all state in memory; ``act`` false records what the actions
     would do (dry run) without doing it.  Alerts go to ``on_alert`` first, then to the
-    action runner, which never raises.
+    action runner, which never raises.  ``processes`` 2 runs the detector in a child
+    process (:mod:`postwatch.detect.worker`) when the machine allows it.
     """
     from postwatch.actions.settings import build_runner
     from postwatch.detect import Detector
@@ -158,9 +164,13 @@ def build_pipeline(
 
         store = Store.from_settings(settings.store, cli_url=store_url, host=host)
     detect_settings = settings.detect
-    detector = Detector(
+    detector: Any = Detector(
         detect_settings, store, Geo.from_settings(settings.geo, detect_settings), clock, learn=learn
     )
+    if processes > 1:  # before anything below can start a thread
+        from postwatch.detect import worker
+
+        detector = worker.start(detector, store) or detector
     runner = None
     sinks: list[AlertSink] = [on_alert] if on_alert is not None else []
     if not learn:

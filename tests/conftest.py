@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real-log corpus is, and the real programs the tests run."""
+"""Shared fixtures: where the real-log corpus is, the real programs the tests run, and the
+store's database on each backend."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,13 @@ def require_program(name: str, *candidates: str) -> str:
         if found:
             return found
     pytest.fail(f"{name} is not installed: run `make test` (it installs the Debian packages)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for each backend: a file for SQLite, a fresh database on PostgreSQL
+    (the test module imports ``postgres_url`` from ``pg``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'postwatch.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")

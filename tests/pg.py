@@ -8,7 +8,8 @@ scope) creates a fresh database per test and drops it afterwards.  A missing ins
 fails the test with a clear message; it is never skipped.
 
 Import the fixtures into a test module (or conftest) with
-``from pg import postgres_server, postgres_url``.
+``from pg import postgres_server, postgres_url``; conftest's ``url`` then runs a store test
+on both backends.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ restarts, several hosts and retention (upgrades past 0002: ``test_store_migratio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,17 +18,8 @@ from postwatch.errors import StoreError
 from postwatch.geo import Geo
 from postwatch.store import Store, resolve_url
 
-HEAD = "0005"
+HEAD = "0006"
 HELO = "EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for each backend: a file for SQLite, a fresh database on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'postwatch.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def detector_on(store: Store | None, *, learn: bool = False) -> Detector:

@@ -1,34 +1,28 @@
 """Schema upgrades past revision 0002, on SQLite and on a real PostgreSQL server: the action
-journal's table joins the store's schema, every row survives, retention covers the journal."""
+journal's table joins the store's schema, known recipients are keyed by subject, every row
+survives, retention covers the journal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
+from alembic import command
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sqlalchemy import text
 from test_store import HEAD
 
 from postwatch.actions.journal import SqlJournal
 from postwatch.clock import SteppedClock
+from postwatch.detect.alerts import Subject
+from postwatch.detect.profiles import Profile
 from postwatch.store import Store, schema
 
 STAMP = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 OLD_TABLES = ("subjects", "baselines", "origins", "recipients", "incidents", "alerts")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for each backend: a file for SQLite, a fresh database on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'postwatch.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def fill_0002(store: Store) -> None:
@@ -96,7 +90,7 @@ def fill_0002(store: Store) -> None:
     }
     with store.engine.begin() as connection:
         for name, row in rows.items():
-            connection.execute(schema.metadata.tables[name].insert(), [row])
+            connection.execute(old_table(name, row).insert(), [row])
         for state, detail in (("done", "fail2ban-client: 0"), ("started", "")):
             connection.execute(
                 text(
@@ -106,6 +100,19 @@ def fill_0002(store: Store) -> None:
                 ),
                 {"s": account, "state": state, "detail": detail, "t": STAMP},
             )
+
+
+def old_table(name: str, columns: Iterable[str]) -> sqlalchemy.TableClause:
+    """A table of an older revision with ``columns``, typed as they are now where the column
+    still exists (``recipients.account`` is ``name`` since 0006)."""
+    now = schema.metadata.tables[name].c
+    return sqlalchemy.table(
+        name,
+        *(
+            sqlalchemy.column(column, now[column].type if column in now else None)
+            for column in columns
+        ),
+    )
 
 
 def at_0002(url: str) -> Store:
@@ -233,4 +240,71 @@ def test_retention_prunes_finished_journal_entries(url: str) -> None:
     assert removed["actions"] == 4
     assert sorted(e.id for e in journal.entries()) == [interrupted, locked, recent]
     journal.close()
+    store.close()
+
+
+def test_upgrade_from_0005_keeps_every_known_recipient(url: str) -> None:
+    """Revision 0006 keys recipients by subject: every row of a 0005 database stays, as an
+    account's, and a uid may then know the same address as the login of its name."""
+    old = Store(url, upgrade=False)
+    old.upgrade("0005")
+    rows = [
+        ("alice@example.org", 1),
+        ("alice@example.org", 2**62 + 5),
+        ("33", 1),  # a login named 33, or uid 33's rows of before: they cannot be told apart
+    ]
+    seen = {"first_seen": STAMP, "last_seen": STAMP}
+    subjects = old_table("subjects", ("kind", "name", "scope", *seen))
+    recipients = old_table("recipients", ("account", "digest", *seen))
+    with old.engine.begin() as connection:
+        connection.execute(
+            subjects.insert(),
+            [
+                {"kind": "account", "name": name, "scope": "", **seen}
+                for name in ("alice@example.org", "33")
+            ],
+        )
+        connection.execute(
+            recipients.insert(),
+            [{"account": name, "digest": digest, **seen} for name, digest in rows],
+        )
+    old.close()
+    store = Store(url)
+    assert store.revision() == HEAD
+    key = sqlalchemy.inspect(store.engine).get_pk_constraint("recipients")["constrained_columns"]
+    assert key == [column.name for column in schema.recipients.primary_key.columns]
+    with store.engine.connect() as connection:
+        stored = connection.execute(text("SELECT kind, name, scope, digest FROM recipients"))
+        assert sorted(stored.all()) == sorted(("account", n, "", d) for n, d in rows)
+    uid = Profile(Subject("uid", "33", "mx1"), STAMP.timestamp())
+    uid.see_recipient(1, STAMP.timestamp())
+    store.save([uid], [], [])
+    known = {profile.subject: set(profile.recipients) for profile in store.load_profiles()}
+    assert known == {
+        Subject("account", "alice@example.org"): {1, 2**62 + 5},
+        Subject("account", "33"): {1},
+        Subject("uid", "33", "mx1"): {1},
+    }
+    store.close()
+
+
+def test_downgrade_to_0005_keeps_the_accounts_recipients(url: str) -> None:
+    """Going back to 0005 keeps the accounts' recipients, drops the others' (the old key
+    cannot hold them), and upgrading again works."""
+    store = Store(url)
+    profiles = []
+    for subject in (Subject("account", "33"), Subject("uid", "33", "mx1")):
+        profile = Profile(subject, STAMP.timestamp())
+        profile.see_recipient(1, STAMP.timestamp())
+        profiles.append(profile)
+    store.save(profiles, [], [])
+    with store.engine.begin() as connection:
+        command.downgrade(store._alembic(connection), "0005")
+    assert store.revision() == "0005"
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT account, digest FROM recipients")).all() == [
+            ("33", 1)
+        ]
+    store.upgrade()
+    assert store.revision() == HEAD and store.count("recipients") == 1
     store.close()

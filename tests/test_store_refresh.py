@@ -4,11 +4,9 @@ profiles every refresh interval, keeping what it has not written yet (SQLite and
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from test_detect_engine import BRAZIL, HOME, T0, Traffic
 
@@ -29,15 +27,6 @@ ALICE = Subject("account", "alice@example.org")
 BOB = Subject("account", "bob@example.org")
 GEO = Geo()
 HALF_LIFE = DetectSettings().baseline_half_life
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for each backend: a file for SQLite, a fresh database on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'postwatch.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def host_b_watching(store: Store, clock: SteppedClock, tmp_path: Path) -> Watcher:

@@ -4,7 +4,6 @@ up across batches and hosts, pruned by retention, and reported from the store.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,15 +31,6 @@ NOW = datetime(2025, 11, 26, 6, 0, tzinfo=UTC)
 DAY = datetime(2026, 3, 10, tzinfo=UTC)
 ALICE = Subject("account", "alice@example.org")
 WEB = Subject("uid", "33", "web1")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for each backend: a file for SQLite, a fresh database on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'postwatch.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def test_hourly_volumes_count_per_host_hour_and_subject() -> None:
@@ -197,3 +187,31 @@ def test_the_day_before_is_the_usual_and_gaps_are_noted(tmp_path: Path) -> None:
     assert report.accounts[0].messages == 120 and report.accounts[0].baseline.days == 0.0
     assert any("begin at 2026-03-10 00:00 UTC" in note for note in report.notes)
     store.close()
+
+
+def test_replay_learn_into_a_store_then_report_from_it(config: Path) -> None:
+    """replay --learn --db keeps the hourly volumes of real log lines; the report from that
+    store counts per login and uid what the report from the log counts (and also lists the
+    logins active without sending, with 0 messages)."""
+    from postwatch.cli import cli
+
+    database = f"sqlite:///{config.parent / 'state' / 'postwatch.db'}"
+    replay = ["replay", "--learn", "--db", database, "--year", "2025", "--tz", "UTC"]
+    result = CliRunner().invoke(cli, [*replay, "--config", str(config), str(DEMO)])
+    assert result.exit_code == 0, result.output
+    window = ["--config", str(config), "--since", "2025-11-25", "--until", "2025-11-26"]
+    stored = report_json(window)
+    logged = report_json([*window, "--year", "2025", "--tz", "UTC", str(DEMO)])
+    assert STORE_NOTE in stored["notes"]
+
+    def counts(report: dict) -> dict:
+        return {
+            row["account"]: (row["messages"], row["recipients"], row["hourly"])
+            for row in report["accounts"]
+        }
+
+    sending = {account: row for account, row in counts(stored).items() if row[0]}
+    assert len(sending) >= 10 and sending == counts(logged)
+    assert [(r["uid"], r["messages"]) for r in stored["pickups"]] == [
+        (r["uid"], r["messages"]) for r in logged["pickups"]
+    ]

@@ -14,18 +14,20 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import MAILLOGS
+from test_correlate import message_summary
 
 import postwatch.watch
 from postwatch.clock import SteppedClock
 from postwatch.errors import ConfigError, StoreError, UsageError
 from postwatch.pipeline import Pipeline
-from postwatch.records import LogLine
+from postwatch.records import Accepted, Completed, Delivered, LogLine, SessionEnded
 from postwatch.sdnotify import Notifier
 from postwatch.status import (
     CHECKPOINT_FILE,
@@ -33,6 +35,7 @@ from postwatch.status import (
     JsonCheckpoint,
     problems,
     read_status,
+    restore,
     status_check,
 )
 from postwatch.tally import Tally
@@ -504,6 +507,188 @@ def test_watch_command_refreshes_at_the_configured_interval(
     result = CliRunner().invoke(watch_command, [*arguments, str(log)])
     assert result.exit_code == 0, result.output
     assert calls == [90.0]
+
+
+# --- open messages across a stop ----------------------------------------------------------------
+
+# Real session blocks (zentyal, GPL-2.0: provenance in the file's header) and the messages the
+# correlator must complete from them, each once and whole.
+ZENTYAL = MAILLOGS / "correlate" / "zentyal.log"
+# The SASL submission still open (client= seen, no removed) when the watcher stops
+OPEN_QUEUE_ID = "A99A53D8DA"
+CORRELATED = (Accepted, Delivered, Completed, SessionEnded)
+# A live watcher's clock is just past the lines it reads: yearless stamps then get the same
+# year whether a framer met the lines before them (no restart) or starts at them (a restart).
+AFTER_ZENTYAL = datetime(2026, 3, 17, tzinfo=UTC)
+
+
+def zentyal_lines() -> list[str]:
+    return [line for line in ZENTYAL.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def zentyal_golden() -> dict[str, Any]:
+    return json.loads(ZENTYAL.with_suffix(".golden.json").read_text())
+
+
+class RecordingDetector:
+    """A detector with no ``accepts`` set: the pipeline hands it every item, and it keeps the
+    correlated records in ``seen`` (shared by the watchers of one test)."""
+
+    def __init__(self, seen: list[Any]) -> None:
+        self.seen = seen
+
+    def feed(self, item: object) -> list[Any]:
+        if isinstance(item, CORRELATED):
+            self.seen.append(item)
+        return []
+
+    def close(self, now: object) -> list[Any]:
+        return []
+
+
+def run_watch(log: Path, state: Path, seen: list[Any], lines: list[str]) -> None:
+    """One start of a watcher recording into ``seen``: ``lines`` are appended and read, then
+    it stops as on SIGTERM."""
+    watcher = open_watch(
+        [str(log)],
+        state_dir=state,
+        pipeline=Pipeline(tally=Tally(), detector=RecordingDetector(seen)),
+        tz=UTC,
+        clock=SteppedClock(AFTER_ZENTYAL),
+        batch_lines=4,
+    )
+    watcher.start()
+    append(log, lines)
+    while watcher.step():
+        pass
+    watcher.stop()
+
+
+def flushed_incomplete(seen: list[Any]) -> list[Any]:
+    """The messages and sessions in ``seen`` that left memory without their last line."""
+    return [
+        record
+        for record in seen
+        if (isinstance(record, Completed) and not record.message.complete)
+        or (isinstance(record, SessionEnded) and not record.session.complete)
+    ]
+
+
+def of_message(seen: list[Any], queue_id: str) -> list[Any]:
+    """The records in ``seen`` about the message ``queue_id``."""
+    return [
+        record
+        for record in seen
+        if not isinstance(record, SessionEnded) and record.message.queue_id == queue_id
+    ]
+
+
+def completed_summaries(seen: list[Any]) -> list[dict[str, Any]]:
+    return [message_summary(record.message) for record in seen if isinstance(record, Completed)]
+
+
+def test_a_stop_carries_open_messages_and_the_restart_completes_them_once(
+    tmp_path: Path,
+) -> None:
+    """Stopped after any line of a real log and started again, the watcher emits exactly the
+    records of an uninterrupted run: each message completed once, whole, none flushed at stop."""
+    lines, golden = zentyal_lines(), zentyal_golden()
+    reference: list[Any] = []
+    run_watch(tmp_path / "reference.log", tmp_path / "reference-state", reference, lines)
+    assert completed_summaries(reference) == golden["completed"]
+    assert flushed_incomplete(reference) == []
+    for cut in range(1, len(lines)):
+        log, state = tmp_path / f"mail{cut}.log", tmp_path / f"state{cut}"
+        seen: list[Any] = []
+        log.write_bytes(b"")
+        run_watch(log, state, seen, lines[:cut])
+        run_watch(log, state, seen, lines[cut:])
+        assert seen == reference, f"stopped after line {cut}: {lines[cut - 1]}"
+        assert summary(state) == summary(tmp_path / "reference-state")
+
+
+def test_the_open_submission_is_in_the_checkpoint_not_in_the_records_at_stop(
+    tmp_path: Path,
+) -> None:
+    """A SASL submission with client= but no removed at stop is in the committed state and
+    emitted nothing; the lines after the restart count it once, with its user and recipient."""
+    lines = zentyal_lines()
+    cut = next(n for n, line in enumerate(lines, 1) if f"{OPEN_QUEUE_ID}: client=" in line)
+    log, state = tmp_path / "mail.log", tmp_path / "state"
+    seen: list[Any] = []
+    log.write_bytes(b"")
+    run_watch(log, state, seen, lines[:cut])
+    assert of_message(seen, OPEN_QUEUE_ID) == [] and flushed_incomplete(seen) == []
+    saved = JsonCheckpoint(state).load()
+    assert saved is not None and saved.state is not None
+    carried = Pipeline(tally=Tally())
+    assert restore(carried, saved.state)
+    held = carried.correlator.messages[("kif", OPEN_QUEUE_ID)]
+    assert (held.sasl_username, held.client_ip) == ("baboon@zzz.com", "95.16.163.205")
+    run_watch(log, state, seen, lines[cut:])
+    ours = of_message(seen, OPEN_QUEUE_ID)
+    assert [type(record) for record in ours] == [Accepted, Delivered, Completed]
+    accepted, _, completed = (record.message for record in ours)
+    assert (accepted.sasl_username, accepted.sender, accepted.nrcpt) == (
+        "baboon@zzz.com",
+        "baboon@zzz.com",
+        1,
+    )
+    assert completed.complete and completed.sasl_username == "baboon@zzz.com"
+    assert [(o.recipient, o.status) for o in completed.outcomes] == [("lazaro@yyy.es", "sent")]
+    [account] = [row for row in summary(state) if row.get("subject") == "baboon@zzz.com"]
+    assert (account["messages"], account["recipients"]) == (1, 1)
+
+
+def test_watch_command_stopped_with_an_open_message_feeds_the_detector_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``postwatch watch`` with its real detector and store, stopped while a SASL submission
+    is open and run again: the detector sees its message once, whole, and no record flushed
+    as incomplete at either stop."""
+    from postwatch.detect import Detector
+
+    lines = zentyal_lines()
+    cut = next(n for n, line in enumerate(lines, 1) if f"{OPEN_QUEUE_ID}: client=" in line)
+    config, log, state = tmp_path / "postwatch.toml", tmp_path / "mail.log", tmp_path / "state"
+    config.write_text("[geo]\nbuiltin = false\n")
+    log.write_bytes(b"")
+    fed: list[Any] = []
+    detector_feed = Detector.feed
+
+    def recording_feed(self: Detector, item: object) -> list[Any]:
+        if isinstance(item, CORRELATED):
+            fed.append(item)
+        return detector_feed(self, item)
+
+    monkeypatch.setattr(Detector, "feed", recording_feed)
+    monkeypatch.delenv("POSTWATCH_DB", raising=False)
+    arguments = ["--config", str(config), "--state-dir", str(state), "--dry-run", "--tz", "UTC"]
+    for part in (lines[:cut], lines[cut:]):
+
+        def stepped_watch(paths: list[str], part: list[str] = part, **options: Any) -> Watcher:
+            """The command's own watcher on a stepped clock: reads ``part``, then is stopped."""
+            watcher = open_watch(paths, **{**options, "clock": SteppedClock(AFTER_ZENTYAL)})
+            watcher.start()
+            append(log, part)
+            while watcher.step():
+                pass
+            watcher.request_stop()  # as SIGTERM: run() then commits and stops
+            return watcher
+
+        monkeypatch.setattr(postwatch.watch, "open_watch", stepped_watch)
+        result = CliRunner().invoke(watch_command, [*arguments, str(log)])
+        assert result.exit_code == 0, result.output
+    assert [record for record in fed if isinstance(record, Completed)] == []
+    assert flushed_incomplete(fed) == []
+    ours = of_message(fed, OPEN_QUEUE_ID)
+    assert [type(record) for record in ours] == [Accepted, Delivered]
+    accepted, delivered = ours
+    assert (accepted.message.sasl_username, accepted.message.nrcpt) == ("baboon@zzz.com", 1)
+    assert delivered.outcome.recipient == "lazaro@yyy.es"
+    assert [
+        row["messages"] for row in summary(state) if row.get("subject") == "baboon@zzz.com"
+    ] == [1]
 
 
 def test_journal_cursor_is_committed_and_resumed(tmp_path: Path, submissions: list[str]) -> None:

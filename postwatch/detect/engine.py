@@ -33,7 +33,7 @@ from postwatch.detect.origins import OriginSignal
 from postwatch.detect.profiles import Profiles
 from postwatch.detect.recipients import RecipientSignal
 from postwatch.detect.senders import SenderSignal
-from postwatch.detect.state import SubjectState
+from postwatch.detect.state import HourlyVolumes, SubjectState
 from postwatch.detect.subjects import SubjectRules, account
 from postwatch.detect.volume import VolumeSignal
 from postwatch.detect.windows import ExpiringMap, Recent
@@ -78,6 +78,7 @@ class Detector:
         self.learning = learn
         self.profiles = Profiles(PROFILE_TTL)
         self.states: ExpiringMap[Subject, SubjectState] = ExpiringMap(STATE_TTL, 500_000)
+        self.hours = HourlyVolumes()  # for the store's volumes table, taken by flush()
         self.volume = VolumeSignal(settings.baseline_factor, settings.baseline_half_life)
         self.origins = OriginSignal(
             geo, settings.min_history, settings.travel_max_kmh, settings.travel_min_km
@@ -196,6 +197,8 @@ class Detector:
         out: list[Finding] = []
         learning = self.learning
         for subject in self._subjects(message):
+            if self.store is not None:
+                self.hours.add(message.host, subject, now, message.nrcpt or 0)
             state = self.state(subject, now)
             if state.allowed:
                 continue
@@ -440,7 +443,12 @@ class Detector:
         store = self.store
         if store is None:
             return
-        pending = len(self.profiles.changed) + len(self.book.dirty) + len(self.book.alerts)
+        pending = (
+            len(self.profiles.changed)
+            + len(self.book.dirty)
+            + len(self.book.alerts)
+            + len(self.hours)
+        )
         if now >= self._next_flush or pending >= store.batch_size:
             self._next_flush = now + store.flush_interval
             self.flush()
@@ -456,13 +464,14 @@ class Detector:
             return
         profiles = self.profiles.take_changed()
         incidents, alerts = self.book.take_dirty()
-        if not (profiles or incidents or alerts):
+        volumes = self.hours.take()
+        if not (profiles or incidents or alerts or volumes):
             return
         now = self._last_ts.timestamp() if self._last_ts else 0.0
         for incident in incidents:
             if incident.state == "open" and now:
                 incident.evidence = self.evidence(incident.subject, now)
-        self.store.save(profiles, incidents, alerts)
+        self.store.save(profiles, incidents, alerts, volumes)
         for profile in profiles:
             profile.clear_dirty()
 

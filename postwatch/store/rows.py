@@ -1,6 +1,9 @@
 """Conversions between the detector's objects and the store's rows, and merge rules.
 
 :func:`read_profiles` reads profiles back: every one at start, or some (the refresh).
+Known recipients belong to a subject (an account, a uid on its host, a sender domain) and
+are read back into that subject's profile; origins (where a login comes from) are an
+account's only.
 
 When several mail hosts write the same row, upserts merge: first seen takes the earliest,
 last seen the latest, ``confirmed`` and ``learned`` either, ``seen`` the larger count.
@@ -18,7 +21,14 @@ from sqlalchemy import Connection, Table, case, or_, select, tuple_
 
 from postwatch.detect.alerts import Reason, Subject
 from postwatch.detect.incidents import Incident
-from postwatch.detect.profiles import METRICS, NEW_SHARE, WINDOW_NAMES, Origin, Profile
+from postwatch.detect.profiles import (
+    METRICS,
+    NEW_SHARE,
+    RECIPIENT_CAP,
+    WINDOW_NAMES,
+    Origin,
+    Profile,
+)
 from postwatch.detect.state import HourVolume
 from postwatch.store import schema
 
@@ -76,34 +86,43 @@ def profile_rows(
                             "peak_at": at(profile.peak_times[slot]),
                         }
                     )
-        for origin_kind, value in profile.dirty_origins:
-            table = profile.origins.get(origin_kind)
-            entry = table.get(value) if table is not None else None
-            if entry is not None:
-                origin_rows.append(
-                    {
-                        "account": name,
-                        "kind": origin_kind,
-                        "value": value[:255],
-                        "first_seen": at(entry.first_seen),
-                        "last_seen": at(entry.last_seen),
-                        "seen": entry.seen,
-                        "confirmed": entry.confirmed,
-                        "host": host,
-                    }
-                )
+        if kind == "account":  # origins: where a login comes from (read back likewise)
+            origin_rows += origin_rows_of(profile, host)
         for digest in profile.dirty_recipients:
             seen = profile.recipients.get(digest)
             if seen is not None:
                 recipient_rows.append(
                     {
-                        "account": name,
+                        "kind": kind,
+                        "name": name,
+                        "scope": scope,
                         "digest": digest,
                         "first_seen": at(seen),
                         "last_seen": at(seen),
                     }
                 )
     return subject_rows, baseline_rows, origin_rows, recipient_rows
+
+
+def origin_rows_of(profile: Profile, host: str) -> list[Row]:
+    rows = []
+    for kind, value in profile.dirty_origins:
+        table = profile.origins.get(kind)
+        entry = table.get(value) if table is not None else None
+        if entry is not None:
+            rows.append(
+                {
+                    "account": profile.subject.name,
+                    "kind": kind,
+                    "value": value[:255],
+                    "first_seen": at(entry.first_seen),
+                    "last_seen": at(entry.last_seen),
+                    "seen": entry.seen,
+                    "confirmed": entry.confirmed,
+                    "host": host,
+                }
+            )
+    return rows
 
 
 def read_profiles(
@@ -119,7 +138,7 @@ def read_profiles(
         subject_query = subject_query.where(tuple_(s.c.kind, s.c.name, s.c.scope).in_(subjects))
         baseline_query = baseline_query.where(tuple_(b.c.kind, b.c.name, b.c.scope).in_(subjects))
         origin_query = origin_query.where(o.c.account.in_(accounts))
-        recipient_query = recipient_query.where(r.c.account.in_(accounts))
+        recipient_query = recipient_query.where(tuple_(r.c.kind, r.c.name, r.c.scope).in_(subjects))
     found: dict[Subject, Profile] = {}
     for row in connection.execute(subject_query):
         subject = Subject(row.kind, row.name, row.scope)
@@ -145,11 +164,14 @@ def read_profiles(
                 int(row.seen),
                 bool(row.confirmed),
             )
-    if recipients:
+    if recipients:  # oldest first, as sightings keep them; past the cap the oldest go
         for row in connection.execute(recipient_query):
-            owner = by_account.get(row.account)
+            owner = found.get(Subject(row.kind, row.name, row.scope))
             if owner is not None:
-                owner.recipients[int(row.digest)] = when(row.last_seen).timestamp()
+                known = owner.recipients
+                known[int(row.digest)] = when(row.last_seen).timestamp()
+                if len(known) > RECIPIENT_CAP:
+                    known.popitem(last=False)
     return found
 
 

@@ -6,7 +6,9 @@
                 written_at (the database's clock at the last write)  [written_at: 0005]
     baselines   (kind, name, scope, metric, span) -> peak, peak_at
     origins     (account, kind, value) -> first/last seen, seen, confirmed, host
-    recipients  (account, digest) -> first/last seen          [revision 0002]
+                (accounts only: where a login comes from)
+    recipients  (kind, name, scope, digest) -> first/last seen    [revision 0002; keyed
+                by subject since 0006: an account, a uid per host, a sender domain]
     incidents   id -> subject, host, state, severity, score, opened/updated/closed, reasons,
                 evidence
     alerts      id -> incident, ts, host, subject, severity, score, payload (the alert JSON)
@@ -88,7 +90,9 @@ origins = Table(
 recipients = Table(
     "recipients",
     metadata,
-    Column("account", String(NAME), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("scope", String(HOST), primary_key=True, server_default=""),
     Column("digest", BigInteger, primary_key=True, autoincrement=False),
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
