@@ -39,17 +39,6 @@ class WebmailSpam(StolenLogin):
     kind = "webmail_spam"
     mail = Spam(6, (3000, 15000), "roundcube")
 
-    def __init__(
-        self,
-        server: Server,
-        rng: random.Random,
-        account: Account,
-        start: float,
-        hours: float = 1.5,
-        per_hour: int = 400,
-    ) -> None:
-        super().__init__(server, rng, account, start, hours, per_hour)
-
     def sessions(self) -> Iterator[tuple[float, Action]]:
         for ts in self.arrivals(self.start):
             yield ts, self._send()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import abuse, lookalikes, quiet_abuse
-from bench.episode import Episode
+from bench.episode import Episode, StolenLogin
 from bench.networks import WEBMAIL_IP, network
 from bench.ordinary import Ordinary
 from bench.population import DAY, Population
@@ -207,6 +207,17 @@ def scenario(
     }
 
 
+# Stolen logins that send a while at a steady rate: the episode, then the ranges its start
+# hour, its length in hours and its messages an hour are drawn from.
+SENDING_RUNS: dict[
+    str, tuple[type[StolenLogin], tuple[float, float], tuple[float, float], tuple[int, int]]
+] = {
+    "webmail_spam": (quiet_abuse.WebmailSpam, (10, 15), (1.2, 2.0), (300, 700)),
+    "home_proxy": (quiet_abuse.HomeProxy, (15, 19), (1.5, 2.5), (150, 400)),
+    "imap_then_smtp": (quiet_abuse.ImapThenSmtp, (1, 4), (1.2, 2.0), (60, 150)),
+}
+
+
 def _episode(
     case: str, server: Server, population: Population, rng: random.Random, day: int
 ) -> Episode | None:
@@ -244,32 +255,15 @@ def _episode(
         return abuse.BruteForce(
             server, rng, population, abuse.day_start(server, day, rng.uniform(19, 21))
         )
-    if case == "webmail_spam":
-        return quiet_abuse.WebmailSpam(
+    if case in SENDING_RUNS:
+        episode, start, hours, rate = SENDING_RUNS[case]
+        return episode(
             server,
             rng,
             abuse.pick_victim(population, rng),
-            abuse.day_start(server, day, rng.uniform(10, 15)),
-            hours=rng.uniform(1.2, 2.0),
-            per_hour=rng.randint(300, 700),
-        )
-    if case == "home_proxy":
-        return quiet_abuse.HomeProxy(
-            server,
-            rng,
-            abuse.pick_victim(population, rng),
-            abuse.day_start(server, day, rng.uniform(15, 19)),
-            hours=rng.uniform(1.5, 2.5),
-            per_hour=rng.randint(150, 400),
-        )
-    if case == "imap_then_smtp":
-        return quiet_abuse.ImapThenSmtp(
-            server,
-            rng,
-            abuse.pick_victim(population, rng),
-            abuse.day_start(server, day, rng.uniform(1, 4)),
-            hours=rng.uniform(1.2, 2.0),
-            per_hour=rng.randint(60, 150),
+            abuse.day_start(server, day, rng.uniform(*start)),
+            hours=rng.uniform(*hours),
+            per_hour=rng.randint(*rate),
         )
     if case == "forged_senders":
         return quiet_abuse.ForgedSenders(

@@ -27,6 +27,8 @@ BRAZIL = ("unknown", "201.91.101.26")  # BR, Telefonica Brasil
 SPAIN_HOTEL = ("static.hotel.example.es", "80.58.61.250")  # ES, Telefonica de Espana
 FREEMAIL = ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "gmx.de")
 GEO = Geo()
+RELAY = "mx.remote.example[192.0.2.25]:25"
+USER_UNKNOWN = "550 5.1.1 <{}>: Recipient address rejected: User unknown in virtual mailbox table"
 
 
 class Traffic:
@@ -61,7 +63,10 @@ class Traffic:
         reply: str = "250 2.0.0 Ok",
         uid: int | None = None,
         host: str = "mx",
+        bounced: frozenset[str] = frozenset(),
     ) -> list[Alert]:
+        """One accepted message and an outcome per recipient: ``status`` and ``reply``, or a
+        "user unknown" bounce for the recipients in ``bounced``."""
         self.serial += 1
         message = Message(
             host=host,
@@ -81,14 +86,13 @@ class Traffic:
         )
         raised = self.feed(Accepted(ts, message))
         for recipient in recipients:
-            outcome = Outcome(
-                recipient,
-                status,
-                "mx.remote.example[192.0.2.25]:25",
-                "2.0.0" if status == "sent" else "4.7.0",
-                ts,
-                reply,
-            )
+            if recipient in bounced:
+                outcome = Outcome(
+                    recipient, "bounced", RELAY, "5.1.1", ts, USER_UNKNOWN.format(recipient)
+                )
+            else:
+                dsn = "2.0.0" if status == "sent" else "4.7.0"
+                outcome = Outcome(recipient, status, RELAY, dsn, ts, reply)
             raised += self.feed(Delivered(ts + timedelta(seconds=2), message, outcome))
         return raised
 

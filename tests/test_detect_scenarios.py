@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from test_detect_engine import HOME, T0, Traffic
 
 from bench.scenarios import ABUSIVE, BURSTS, LOOKALIKES, build_scenario
 from postwatch.clock import SteppedClock
@@ -27,8 +28,7 @@ from postwatch.config import DetectSettings, Thresholds
 from postwatch.detect import Alert, Detector
 from postwatch.geo import Geo
 from postwatch.pipeline import Pipeline
-from postwatch.records import Accepted, Delivered, Message
-from postwatch.records import Outcome as Delivery
+from postwatch.records import Accepted
 from postwatch.sources.files import read_lines
 
 GOLDENS = Path(__file__).resolve().parents[1] / "fixtures" / "maillogs" / "scenarios"
@@ -164,23 +164,15 @@ def test_only_alerts_on_a_subjects_own_activity_may_lock_it(
 
 # --- the behaviours behind the quieter cases, on hand-built records ----------------------
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
-HOME = ("p5b3a2c1d.dip0.t-ipconnect.de", "193.158.10.20")  # DE, Deutsche Telekom
 ELSEWHERE = ("p5b3a4d1e.dip0.t-ipconnect.de", "193.158.77.30")  # DE, Telekom, another /24
-BOUNCE = "550 5.1.1 <{}>: Recipient address rejected: User unknown in virtual mailbox table"
-GEO = Geo()
 
 
-class Mailer:
-    """Feeds hand-built messages and their outcomes to one detector; keeps the alerts."""
+class Mailer(Traffic):
+    """The engine tests' traffic, with a notice threshold of the test's choosing."""
 
     def __init__(self, notice: int = 40, *, learn: bool = False) -> None:
         thresholds = Thresholds(notice, max(notice, 70), 100)
-        self.detector = Detector(
-            DetectSettings(thresholds=thresholds), None, GEO, SteppedClock(T0), learn=learn
-        )
-        self.alerts: list[Alert] = []
-        self.serial = 0
+        super().__init__(DetectSettings(thresholds=thresholds), learn=learn)
 
     def send(
         self,
@@ -194,37 +186,10 @@ class Mailer:
         helo: str = "",
         bounced: frozenset[str] = frozenset(),
     ) -> None:
-        self.serial += 1
-        message = Message(
-            host="mx",
-            queue_id=f"{self.serial:06X}B",
-            service="postfix/submission" if uid is None else "postfix/pickup",
-            first_seen=ts,
-            last_seen=ts,
-            client_name=client[0],
-            client_ip=client[1],
-            sasl_method="PLAIN" if user else "",
-            sasl_username=user,
-            pickup_uid=uid,
-            sender=sender or user,
-            size=4200,
-            nrcpt=len(recipients),
-            helo=helo,
-        )
-        self.alerts += self.detector.feed(Accepted(ts, message))
-        for recipient in recipients:
-            gone = recipient in bounced
-            outcome = Delivery(
-                recipient,
-                "bounced" if gone else "sent",
-                "mail.remote.example[192.0.2.25]:25",
-                "5.1.1" if gone else "2.0.0",
-                ts,
-                BOUNCE.format(recipient) if gone else "250 2.0.0 Ok: queued as 4B1F2C3D",
-            )
-            self.alerts += self.detector.feed(
-                Delivered(ts + timedelta(seconds=2), message, outcome)
-            )
+        self.message(
+            ts, user, client, recipients, helo=helo, sender=sender or user, uid=uid,
+            bounced=bounced,
+        )  # fmt: skip
 
     def signals(self, subject: str) -> set[str]:
         return {r.signal for a in self.alerts if a.subject == subject for r in a.reasons}

@@ -21,12 +21,12 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from system.postfix_instance import wait_for
+from system.postfix_instance import Service, wait_for
 
 from postwatch.actions.dovecot import DovecotDeny
 
 
-class DovecotInstance:
+class DovecotInstance(Service):
     """A private Dovecot: auth only, deny passdb first, sockets in its own base_dir."""
 
     def __init__(self, dovecot: str, doveadm: str, *, users: Mapping[str, str]) -> None:
@@ -76,17 +76,6 @@ service auth {{
   }}
 }}
 """)
-
-    def __enter__(self) -> DovecotInstance:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         # Dovecot forks into the background: give it no pipe to hold open.

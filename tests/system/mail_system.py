@@ -29,7 +29,7 @@ from pathlib import Path
 
 from system.dovecot_instance import DovecotInstance
 from system.mail_traffic import Attempt, Client, submit
-from system.postfix_instance import PostfixInstance, free_port
+from system.postfix_instance import PostfixInstance, Service, free_port
 from system.receivers import NotificationReceiver, SmtpSink
 
 from postwatch.actions.lockmap import PostfixSaslMap
@@ -79,7 +79,7 @@ def submission_service(port: int) -> str:
     )
 
 
-class MailSystem:
+class MailSystem(Service):
     """Dovecot, Postfix, the sink and the receiver, started together and stopped together."""
 
     def __init__(self, programs: Programs, users: Mapping[str, str] = USERS) -> None:
@@ -130,17 +130,6 @@ class MailSystem:
                 "maximal_backoff_time": "7200s",
             },
         )
-
-    def __enter__(self) -> MailSystem:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.lock_map.write_text("")

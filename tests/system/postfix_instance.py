@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -83,7 +83,29 @@ def wait_for(check: Callable[[], T], *, timeout: float = 10.0, what: str = "cond
         time.sleep(0.05)
 
 
-class PostfixInstance:
+class Service:
+    """A test service as a context manager: ``start()`` on entry, ``stop()`` on exit, and
+    ``stop()`` also when starting fails half way (each ``stop`` copes with a partial start)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class PostfixInstance(Service):
     """One private Postfix: its directories, its programs, and start/stop."""
 
     def __init__(
@@ -133,17 +155,6 @@ class PostfixInstance:
         )
         instance._write_config()
         return instance
-
-    def __enter__(self) -> PostfixInstance:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # --- configuration --------------------------------------------------------------
 
