@@ -1,7 +1,9 @@
 """The benchmark runner (``make bench``): replay speed and memory against pflogsumm.
 
 Generates the benchmark log under ``.bench/`` (or reuses it when size and seed match), then
-runs each command ``--repeat`` times as a child process and reports the median wall time,
+runs each command ``--repeat`` times as a child process, in rounds (every command once, then
+again: a slow spell of a shared machine falls on all of them, not on one), and reports the
+median wall time, the median CPU time (user + system, the child and what it waited for),
 lines per second, peak resident memory (the child's ``ru_maxrss`` from ``os.wait4``: with the
 detector in a second process, the larger of the two, which share the memory loaded before the
 fork) and the ratio to pflogsumm's time:
@@ -48,16 +50,27 @@ class Result(NamedTuple):
     walls: tuple[float, ...]
     peak_rss_mb: float
     error: str = ""
+    cpus: tuple[float, ...] = ()
 
     @property
     def median(self) -> float:
         return statistics.median(self.walls) if self.walls else float("nan")
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpus) if self.cpus else float("nan")
 
-def run_once(
-    argv: Sequence[str], env: dict[str, str] | None = None
-) -> tuple[float, float, int, str]:
-    """Run ``argv`` with stdout to /dev/null: (wall seconds, peak RSS MB, status, stderr).
+
+class Run(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the child and the processes it waited for
+    peak_rss_mb: float
+    status: int
+    stderr: str
+
+
+def run_once(argv: Sequence[str], env: dict[str, str] | None = None) -> Run:
+    """Run ``argv`` with stdout to /dev/null.
 
     The peak comes from GNU time's ``%M`` when ``/usr/bin/time`` exists: a child's
     ``ru_maxrss`` also counts the memory of the process it was started from before ``exec``,
@@ -81,7 +94,7 @@ def run_once(
                 command[0], command, env or dict(os.environ), file_actions=actions
             )
         except OSError as exc:
-            return 0.0, 0.0, 127, f"{command[0]}: {exc.strerror}"
+            return Run(0.0, 0.0, 0.0, 127, f"{command[0]}: {exc.strerror}")
         _, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - began
         code = os.waitstatus_to_exitcode(status)
@@ -91,7 +104,7 @@ def run_once(
             last = Path(rss_path).read_text(encoding="utf-8").strip().splitlines()[-1:]
             if last and last[0].isdigit():
                 peak_kib = float(last[0])
-    return wall, peak_kib / 1024.0, code, stderr
+    return Run(wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024.0, code, stderr)
 
 
 class Job(NamedTuple):
@@ -101,22 +114,31 @@ class Job(NamedTuple):
     env: dict[str, str] | None = None
 
 
-def measure(job: Job, repeat: int) -> Result:
-    """Run ``job`` ``repeat`` times; stop at the first failure."""
-    name, argv, lines = job.name, job.argv, job.lines
-    walls: list[float] = []
-    peak = 0.0
-    for _ in range(repeat):
-        wall, rss, code, stderr = run_once(argv, job.env)
-        if code != 0:
-            tail = " | ".join(stderr.strip().splitlines()[-3:]) or "(no error output)"
-            return Result(
-                name, lines, tuple(walls), peak, f"exit status {code}: {' '.join(argv)}: {tail}"
+def measure(jobs: Sequence[Job], repeat: int) -> list[Result]:
+    """Run every job ``repeat`` times, in rounds; a job that fails is not run again."""
+    results = [Result(job.name, job.lines, (), 0.0) for job in jobs]
+    for round_number in range(1, repeat + 1):
+        print(f"round {round_number} of {repeat}", file=sys.stderr)
+        for index, job in enumerate(jobs):
+            result = results[index]
+            if result.error:
+                continue
+            run = run_once(job.argv, job.env)
+            if run.status != 0:
+                tail = " | ".join(run.stderr.strip().splitlines()[-3:]) or "(no error output)"
+                error = f"exit status {run.status}: {' '.join(job.argv)}: {tail}"
+                results[index] = result._replace(error=error)
+                continue
+            results[index] = result._replace(
+                walls=(*result.walls, run.wall),
+                cpus=(*result.cpus, run.cpu),
+                peak_rss_mb=max(result.peak_rss_mb, run.peak_rss_mb),
             )
-        walls.append(wall)
-        peak = max(peak, rss)
-        print(f"  {name}: {wall:.2f} s, {rss:.0f} MB", file=sys.stderr)
-    return Result(name, lines, tuple(walls), peak)
+            print(
+                f"  {job.name}: {run.wall:.2f} s, CPU {run.cpu:.2f} s, {run.peak_rss_mb:.0f} MB",
+                file=sys.stderr,
+            )
+    return results
 
 
 def postwatch_command() -> list[str]:
@@ -136,8 +158,8 @@ def count_lines(path: Path) -> int:
 def table(results: Sequence[Result], baseline: Result | None) -> str:
     """The report: one row per command."""
     header = (
-        f"{'command':<34} {'lines':>10} {'median s':>9} {'lines/s':>10} {'peak MB':>8} "
-        f"{'vs pflogsumm':>12}"
+        f"{'command':<34} {'lines':>10} {'median s':>9} {'CPU s':>7} {'lines/s':>10} "
+        f"{'peak MB':>8} {'vs pflogsumm':>12}"
     )
     rows = [header, "-" * len(header)]
     for result in results:
@@ -154,7 +176,7 @@ def table(results: Sequence[Result], baseline: Result | None) -> str:
         ratio = f"{baseline.median / result.median:.2f}" if comparable and baseline else "-"
         rows.append(
             f"{result.name:<34} {result.lines:>10} {result.median:>9.2f} "
-            f"{rate:>10.0f} {result.peak_rss_mb:>8.0f} {ratio:>12}"
+            f"{result.cpu_median:>7.2f} {rate:>10.0f} {result.peak_rss_mb:>8.0f} {ratio:>12}"
         )
     return "\n".join(rows)
 
@@ -206,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    results = []
-    for job in jobs:
-        print(f"running {job.name} x{args.repeat}", file=sys.stderr)
-        results.append(measure(job, args.repeat))
+    results = measure(jobs, args.repeat)
     baseline = next((result for result in results if result.name == "pflogsumm"), None)
     print(table(results, baseline))
     label = builds[-1][0]
@@ -224,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         "log": str(big),
         "lines": big_lines,
         "seed": args.seed,
-        "results": [{**result._asdict(), "median": result.median} for result in results],
+        "results": [
+            {**result._asdict(), "median": result.median, "cpu_median": result.cpu_median}
+            for result in results
+        ],
     }
     (args.dir / "results.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 1 if any(result.error for result in results) else 0

@@ -10,9 +10,18 @@ import json
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import MAILLOGS
+
+from postwatch.clock import SteppedClock
+from postwatch.config import DetectSettings
+from postwatch.detect import Alert, Detector
+from postwatch.geo import Geo
+from postwatch.pipeline import Pipeline
+from postwatch.sources.files import read_lines
 
 DEMO = MAILLOGS / "demo" / "mail.log"
 REPLAY = ["replay", "--json", "--year", "2025", "--tz", "UTC"]
@@ -64,6 +73,59 @@ def test_replay_in_two_processes_prints_the_same_stream(tmp_path: Path) -> None:
     assert len(alerts) == int(count)
 
 
+PROFILE_FIELDS = ("first_seen", "last_seen", "peaks", "pending", "pending_total", "origins")
+
+
+class LettingGo:
+    """The engine fed as the forked detector feeds it: items it would only take the time
+    from (``relevant`` false) arrive as that time, through ``tick``."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.accepts = detector.accepts
+        self.let_go = 0
+
+    def feed(self, item: object) -> list[Alert]:
+        if self.detector.relevant(item):
+            return self.detector.feed(item)
+        self.let_go += 1
+        self.detector.tick(item.ts.timestamp())  # type: ignore[attr-defined]
+        return []
+
+    def close(self, now: datetime | None) -> list[Alert]:
+        return self.detector.close(now)
+
+
+@pytest.mark.parametrize(
+    "log", [DEMO, *sorted((MAILLOGS / "detect").glob("*.log"))], ids=lambda p: p.name
+)
+def test_what_the_child_is_not_sent_would_have_changed_nothing(log: Path) -> None:
+    """Feeding the engine only what it calls relevant, and the time of the rest, raises the
+    same alerts and leaves the same per-subject state as feeding it everything."""
+    runs = []
+    for wrap in (lambda detector: detector, LettingGo):
+        detector = Detector(DetectSettings(), None, Geo(), SteppedClock())
+        fed = wrap(detector)
+        alerts: list[Alert] = []
+        pipeline = Pipeline(detector=fed, on_alert=alerts.append)
+        pipeline.run(read_lines([str(log)], tz=UTC, year=2025))
+        pipeline.close()
+        state = {
+            subject: (
+                list(subject_state.queue_ids),
+                *(getattr(subject_state.profile, name) for name in PROFILE_FIELDS),
+            )
+            for subject, subject_state in detector.states.items()
+        }
+        runs.append(([alert.to_json() for alert in alerts], state, getattr(fed, "let_go", 0)))
+    (alerts, state, _), (filtered_alerts, filtered_state, let_go) = runs
+    assert filtered_alerts == alerts
+    assert filtered_state == state
+    if log == DEMO:
+        assert len(alerts) >= 5 and len(state) >= 5
+        assert let_go > 100
+
+
 def test_learning_into_a_store_from_the_child_keeps_every_row(tmp_path: Path) -> None:
     """replay --learn --db writes the same learned state whether the detector ran forked or
     not: the store report from either database is the same."""
@@ -103,6 +165,10 @@ def test_a_child_that_dies_is_an_error_not_a_silent_replay() -> None:
 
         class Dies:
             accepts = frozenset({int})
+            def relevant(self, item):
+                return True
+            def tick(self, now):
+                pass
             def feed(self, item):
                 if item == 1500:
                     os._exit(3)
@@ -135,6 +201,36 @@ def test_a_child_that_dies_is_an_error_not_a_silent_replay() -> None:
     ]
 
 
+def test_a_child_gone_before_the_end_does_not_hang_the_close() -> None:
+    """A child that is gone before the parent sends its last batch: the send fails, the
+    parent takes what the child left, and ``close`` returns with a DetectError at once
+    instead of waiting for replies that never come."""
+    program = """
+        import os, time
+        from postwatch.detect import worker
+
+        class GoneAtOnce:
+            accepts = frozenset({int})
+            def relevant(self, item):
+                return True
+            @property
+            def feed(self):
+                os._exit(5)  # the child reads this first
+
+        detector = worker.start(GoneAtOnce(), None)
+        time.sleep(0.5)
+        for number in range(10):
+            detector.feed(number)
+        detector.close(None)
+        print(f"{type(detector.failure).__name__}: {detector.failure}")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(program)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DetectError: the detector process ended unexpectedly"
+
+
 def test_bad_items_are_skipped_and_a_failing_close_is_raised_here() -> None:
     """An item the engine chokes on is logged once and skipped, later alerts still arrive in
     order, and an error at the end (a store that cannot be written) reaches the parent as the
@@ -145,6 +241,10 @@ def test_bad_items_are_skipped_and_a_failing_close_is_raised_here() -> None:
 
         class Picky:
             accepts = frozenset({int})
+            def relevant(self, item):
+                return True
+            def tick(self, now):
+                pass
             def feed(self, item):
                 if item % 1000 == 7:
                     raise ValueError(f"cannot judge {item}")

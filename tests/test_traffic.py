@@ -340,17 +340,20 @@ def test_benchmark_log_is_reused_until_its_size_or_seed_changes(tmp_path):
 def test_runner_reports_a_failing_command_instead_of_stopping():
     """A command that exits non-zero becomes a FAILED row carrying its last error line."""
     broken = ["sh", "-c", "echo no such option: --no-detect >&2; exit 2"]
-    failed = measure(Job("broken", broken, 10), 3)
+    fine = ["sh", "-c", "exit 0"]
+    failed, passed = measure([Job("broken", broken, 10), Job("fine", fine, 10)], 3)
     assert failed.walls == () and "no such option: --no-detect" in failed.error
+    assert len(passed.walls) == len(passed.cpus) == 3 and not passed.error
     assert "FAILED" in table([failed], None)
 
 
 def test_table_shows_speed_against_pflogsumm():
     """A replay that takes half of pflogsumm's time on the same log shows 2.00 (twice as fast)."""
-    baseline = Result("pflogsumm", 1000, (4.0, 4.0, 4.0), 30.0)
-    fast = Result("postwatch parse+correlate", 1000, (2.0, 1.9, 2.1), 50.0)
+    baseline = Result("pflogsumm", 1000, (4.0, 4.0, 4.0), 30.0, cpus=(3.9, 3.9, 3.9))
+    fast = Result("postwatch parse+correlate", 1000, (2.0, 1.9, 2.1), 50.0, cpus=(3.5, 3.4, 3.6))
     other_log = Result("postwatch parse+correlate, 1/3 log", 333, (0.7,), 50.0)
     rows = table([fast, baseline, other_log], baseline).splitlines()
     assert rows[2].split()[-1] == "2.00"
+    assert rows[2].split()[-4] == "3.50"  # CPU seconds beside the wall time
     assert rows[3].split()[-1] == "1.00"
     assert rows[4].split()[-1] == "-"  # another log: no ratio

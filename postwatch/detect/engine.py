@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from postwatch.clock import Clock
@@ -141,16 +141,36 @@ class Detector:
         if handler is None:
             return []
         ts: datetime = item.ts if hasattr(item, "ts") else item.line.ts  # type: ignore[attr-defined]  # events: .line
-        now = self._now = ts.timestamp()
-        if self._warm_until is None:
-            self._warm_until = 0.0 if self.learning else now + self.settings.min_history
-        if now >= self._next_expire:
-            self._housekeeping(now, ts)
+        now = ts.timestamp()
+        self._advance(now, ts)
         findings = handler(item, now)
         if not findings:
             return []
         self._last_ts = ts
         return self.book.apply(findings, ts, now, _host_of(item))
+
+    def relevant(self, item: object) -> bool:
+        """Whether :meth:`feed` does more with ``item`` than let log time pass: a message
+        without a sending subject and a session without a login only move the clock, and a
+        caller that skips them calls :meth:`tick` with their time instead."""
+        kind = type(item)
+        if kind is Accepted or kind is Delivered:
+            return bool(self._subjects(item.message))  # type: ignore[attr-defined]
+        if kind is SessionEnded:
+            session = item.session  # type: ignore[attr-defined]
+            return bool(session.auth_successes and session.sasl_usernames)
+        return kind in self._handlers
+
+    def tick(self, now: float) -> None:
+        """Log time reached ``now`` (POSIX seconds) on an item :meth:`relevant` let go."""
+        self._advance(now, None)
+
+    def _advance(self, now: float, ts: datetime | None) -> None:
+        self._now = now
+        if self._warm_until is None:
+            self._warm_until = 0.0 if self.learning else now + self.settings.min_history
+        if now >= self._next_expire:
+            self._housekeeping(now, ts or datetime.fromtimestamp(now, UTC))
 
     def close(self, now: datetime | None = None) -> list[Alert]:
         """End of input: write what is pending to the store."""
