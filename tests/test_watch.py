@@ -40,7 +40,7 @@ from postwatch.status import (
 )
 from postwatch.tally import Tally
 from postwatch.watch import JournalOptions, check_reload, open_watch, restart_argv, watch_command
-from postwatch.watcher import REFRESH_INTERVAL, Waker, Watcher
+from postwatch.watcher import REFRESH_INTERVAL, FileSource, Waker, Watcher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -1121,3 +1121,24 @@ def test_sighup_with_a_broken_config_keeps_the_old_one_then_sigterm(
     assert "postwatch.toml:8" in status["last_error"]["message"]
     position = next(iter(json.loads((state / CHECKPOINT_FILE).read_text())["positions"].values()))
     assert position["offset"] == log.stat().st_size
+
+
+def test_a_backlog_over_new_year_keeps_its_years_across_a_restart(tmp_path: Path) -> None:
+    """Yearless stamps of a backlog that spans New Year, read on January 1st: December lines
+    take the old year and January lines the new one, whether the watcher read the December
+    lines before them or was restarted between the two."""
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "Dec 31 23:59:58 mail postfix/qmgr[1201]: 8AA5D13B009: removed\n"
+        "Jan  1 00:00:03 mail postfix/qmgr[1201]: 9BB6E24C01A: removed\n"
+    )
+    clock = SteppedClock(datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
+    whole = FileSource(str(log), None, tz=UTC, clock=clock, from_start=True)
+    first = FileSource(str(log), None, tz=UTC, clock=clock, from_start=True)
+    december = first.read(1)
+    restarted = FileSource(str(log), first.position(), tz=UTC, clock=clock)
+    years = [line.ts.year for line in whole.read(10)]
+    assert years == [2025, 2026]
+    assert [line.ts.year for line in december + restarted.read(10)] == years
+    for source in (whole, first, restarted):
+        source.close()
