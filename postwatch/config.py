@@ -127,6 +127,7 @@ class DetectSettings:
     # origins
     travel_max_kmh: float = 900.0
     travel_min_km: float = 1500.0
+    shared_accounts: int = 3  # accounts one address logs in as, none of which knows it
     # recipients and delivery
     freemail_domains: frozenset[str] = frozenset(DEFAULT_FREEMAIL)
     ratware_helos: frozenset[str] = frozenset(DEFAULT_RATWARE_HELOS)
@@ -276,6 +277,7 @@ def parse_detect(reader: TableReader) -> DetectSettings:
         min_history=reader.duration("min_history", base.min_history),
         travel_max_kmh=origins.number("travel_max_kmh", base.travel_max_kmh, minimum=1),
         travel_min_km=origins.number("travel_min_km", base.travel_min_km),
+        shared_accounts=origins.integer("shared_accounts", base.shared_accounts, minimum=2),
         login_maps=senders.paths("login_maps"),
         valid_senders=senders.paths("valid_senders"),
     )

@@ -538,10 +538,14 @@ def test_every_in_memory_map_expires() -> None:
     """After two quiet days every per-key map of the detector is empty."""
     traffic, start = learned()
     spam_burst(traffic, start, 30, helo="EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI")
+    for account in ("bob@example.org", "carl@example.net"):
+        traffic.usual_week(account, HOME, start=start - timedelta(days=7))
+        traffic.imap_login(start, BRAZIL[1], account)
     for index in range(30):
         traffic.sasl_failure(start + timedelta(seconds=index), f"45.148.10.{index}", "x@y.z")
     detector = traffic.detector
     assert len(detector.states) and len(detector.credentials.clients)
+    assert len(detector.shared.addresses) == 1
     quiet = start + timedelta(days=2)
     traffic.sasl_failure(quiet, "127.0.0.1", "")  # any record moves log time on
     traffic.sasl_failure(quiet + timedelta(minutes=2), "127.0.0.1", "")
@@ -549,6 +553,7 @@ def test_every_in_memory_map_expires() -> None:
     assert len(detector.credentials.clients) == 1  # only the loopback record just fed
     assert len(detector.credentials.networks) == 1
     assert len(detector.credentials.accounts) == 0
+    assert len(detector.shared.addresses) == 0
     assert len(detector._counted) == 0
     assert len(detector.book.boards) == 0
 
@@ -561,3 +566,143 @@ def test_hostile_usernames_are_bounded(user: str) -> None:
     traffic.imap_login(T0, "45.148.10.81", user)
     for subject, _ in traffic.detector.states.items():
         assert len(subject.name) <= 320
+
+
+def learned_customers(accounts: list[str], client: tuple[str, str] = HOME) -> Traffic:
+    """A detector that learned a week of ordinary mail of several accounts."""
+    traffic = Traffic(learn=True)
+    for account in accounts:
+        traffic.usual_week(account, client)
+    traffic.detector.set_learning(False)
+    return traffic
+
+
+CUSTOMERS = [
+    "anna@bakery.example",
+    "ben@garage.example",
+    "cleo@dentist.example",
+    "dan@kita.example",
+]
+
+
+def test_one_address_logging_in_as_several_accounts_flags_it_and_them() -> None:
+    """A botnet machine working through stolen passwords: each account checks its mailbox
+    and sends two messages, too few to stand out alone; the address that logged in as all
+    of them does, and so do the accounts."""
+    traffic = learned_customers(CUSTOMERS)
+    start = T0 + timedelta(days=7, hours=10)
+    for index, account in enumerate(CUSTOMERS):
+        when = start + timedelta(minutes=20 * index)
+        traffic.imap_login(when, BRAZIL[1], account)
+        for number in range(2):
+            traffic.message(
+                when + timedelta(minutes=5 + number),
+                account,
+                BRAZIL,
+                [f"lead{index}{number}@{FREEMAIL[number]}"],
+            )
+    address = traffic.of(BRAZIL[1])
+    assert address and address[0].subject_kind == "ip"
+    assert [reason.signal for reason in address[0].reasons] == ["login_hopping"]
+    assert "3 accounts" in address[0].reasons[0].detail
+    for account in CUSTOMERS:
+        signals = {reason.signal for alert in traffic.of(account) for reason in alert.reasons}
+        assert "shared_login" in signals, account
+
+
+def test_an_address_the_accounts_know_is_no_hopping() -> None:
+    """Customers whose phones share one carrier's address, and one company's staff moving to
+    a new office address, log in as many accounts from one address: no hopping."""
+    carrier_address = "193.158.10.77"  # the customers' own carrier (Deutsche Telekom)
+    customers = learned_customers(CUSTOMERS)
+    start = T0 + timedelta(days=7, hours=10)
+    for index, account in enumerate(CUSTOMERS):
+        customers.imap_login(start + timedelta(minutes=index), carrier_address, account)
+    assert customers.alerts == []
+    assert len(customers.detector.shared.addresses) == 0  # a network they all know
+    staff = [f"staff{index}@office.example" for index in range(5)]
+    office = learned_customers(staff)
+    for index, account in enumerate(staff):
+        office.imap_login(start + timedelta(minutes=index), SPAIN_HOTEL[1], account)
+    assert office.alerts == []
+    assert len(office.detector.shared.addresses) == 1  # new to them, but one company
+
+
+def test_local_mailbox_delivery_counts_a_filter_hop_does_not() -> None:
+    """Recipients delivered over LMTP to the server's own mailboxes are the account's
+    recipients (internal phishing); a hand-over to a content filter is not an outcome."""
+    traffic, start = learned()
+    message = Message(
+        host="mx",
+        queue_id="4F2A61C0B3",
+        service="postfix/submission",
+        first_seen=start,
+        last_seen=start,
+        client_name=HOME[0],
+        client_ip=HOME[1],
+        sasl_method="PLAIN",
+        sasl_username="alice@example.org",
+        sender="alice@example.org",
+        nrcpt=2,
+    )
+    traffic.feed(Accepted(start, message))
+    filter_hop = Outcome(
+        "boss@example.org",
+        "sent",
+        "127.0.0.1[127.0.0.1]:10024",
+        "2.0.0",
+        start,
+        "250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 7C1D21C0B4",
+    )
+    lmtp = Outcome(
+        "boss@example.org",
+        "sent",
+        "mail.example.org[private/dovecot-lmtp]",
+        "2.0.0",
+        start,
+        "250 2.0.0 <boss@example.org> kBz0HpzUZ2ZhLgAAZU03Dg Saved",
+    )
+    traffic.feed(Delivered(start, message, filter_hop))
+    counts = traffic.detector.evidence(Subject("account", "alice@example.org"), start.timestamp())
+    assert counts["counts"].get("delivered_1h", 0) == 0
+    traffic.feed(Delivered(start, message, lmtp))
+    counts = traffic.detector.evidence(Subject("account", "alice@example.org"), start.timestamp())
+    assert counts["counts"]["delivered_1h"] == 1
+
+
+def test_a_few_messages_to_thousands_are_no_handful() -> None:
+    """Ten messages of 400 freemail recipients each, from a new country, reach critical:
+    a handful of messages caps nothing when it carries thousands of recipients."""
+    traffic, start = learned()
+    for index in range(10):
+        recipients = [f"r{index}x{n}@{FREEMAIL[n % len(FREEMAIL)]}" for n in range(400)]
+        traffic.message(
+            start + timedelta(minutes=6 * index), "alice@example.org", BRAZIL, recipients
+        )
+    assert traffic.alerts and traffic.alerts[-1].severity == "critical"
+
+
+def test_one_campaign_drawing_a_few_spam_replies_is_quiet() -> None:
+    """One message to 200 customers from home: a few providers defer part of it with their
+    "unsolicited mail" wording.  A handful of messages is no spam run."""
+    traffic, start = learned()
+    customers = [f"customer{n}@{FREEMAIL[n % len(FREEMAIL)]}" for n in range(200)]
+    pushback = (
+        "421-4.7.28 Our system has detected an unusual rate of unsolicited mail originating "
+        "from your IP address. To protect our users from spam, mail sent from your IP "
+        "address has been temporarily rate limited."
+    )
+    traffic.message(
+        start, "alice@example.org", HOME, customers[:190], helo="alice-laptop.example.org"
+    )
+    for index in range(6):
+        traffic.message(
+            start + timedelta(minutes=1 + index),
+            "alice@example.org",
+            HOME,
+            customers[190 + index : 191 + index],
+            status="deferred",
+            reply=pushback,
+            helo="alice-laptop.example.org",
+        )
+    assert traffic.alerts == []

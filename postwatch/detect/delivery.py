@@ -4,13 +4,18 @@ The first outcome of each (message, recipient) counts (the engine sees to that),
 last hour:
 
 - ``delivery_failures``: of at least 10 recipients, 30 % or more deferred or bounced: 15
-  points, 50 % or more: 25 (in the group ``handful`` while the subject's messages stay
-  within their floors: a stale list bounces too);
+  points, 50 % or more: 25;
 - ``spam_replies``: remote replies that call the mail spam or the sender blocked or
   blacklisted: 2 of them 15 points, 5: 25, 10: 35.
 
-Hops to a local content filter (``relay=...[127.0.0.1]:10024``) are not outcomes.  The
-reply text is remote (attacker-influenced) text: it is only searched for words.
+Both are in the group ``handful`` while the subject's messages stay within their floors: a
+stale list bounces too, and a big provider's "unusual rate of unsolicited mail" deferral
+answers one newsletter as readily as a spam run.
+
+Hand-overs to a local content filter that queues the message again (``relay=...
+[127.0.0.1]:10024``, ``queued as ...``) are not outcomes: the next hop has the real ones.
+Local mailbox delivery (LMTP to Dovecot, ``[private/dovecot-lmtp]``) is one.  The reply text
+is remote (attacker-influenced) text: it is only searched for words.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from postwatch.detect.incidents import HANDFUL
 from postwatch.detect.state import SubjectState
 from postwatch.detect.volume import mass_group
 from postwatch.detect.windows import Windows
+from postwatch.records import Message, Outcome
 
 SPAN = 3600.0
 FAILED = frozenset({"deferred", "bounced", "expired", "undeliverable"})
@@ -32,9 +38,12 @@ SPAM_REPLY = re.compile(
 )
 
 
-def is_internal_hop(relay: str) -> bool:
-    """A relay on this host (a content filter, a re-injection port), not a real delivery."""
-    return "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
+def is_filter_hop(message: Message, outcome: Outcome) -> bool:
+    """A hand-over to a filter on this host that queues the message again (the next queue
+    ID has the real deliveries), not an outcome."""
+    relay = outcome.relay
+    local = "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
+    return local and (bool(message.next_queue_id) or "queued as" in outcome.reply)
 
 
 class DeliverySignal:
@@ -52,9 +61,9 @@ class DeliverySignal:
         total, failures, spams = windows.add(now, 1, failed, spam)[0]
         if not failed:
             return  # a success only lowers the shares: nothing new to judge
+        group = HANDFUL if mass_group(state) == HANDFUL else ""
         if total >= 10 and failures >= 0.3 * total:
             points = 25 if failures >= 0.5 * total else 15
-            group = HANDFUL if mass_group(state) == HANDFUL else ""
             if state.due("delivery_failures", points, now, group):
                 out.append(
                     Finding(
@@ -67,13 +76,14 @@ class DeliverySignal:
                 )
         if spams >= 2:
             points = 35 if spams >= 10 else 25 if spams >= 5 else 15
-            if state.due("spam_replies", points, now):
+            if state.due("spam_replies", points, now, group):
                 out.append(
                     Finding(
                         state.subject,
                         "spam_replies",
                         points,
                         f"{spams} remote replies in 1h call the mail spam or the sender blocked",
+                        family=group,
                     )
                 )
 

@@ -5,7 +5,8 @@ findings per subject and turns scores into incidents and alerts.
 
     Accepted ---> volume, origins, helo, senders, stuffing   (account | uid + sender_domain)
     Delivered --> recipients, delivery                        (same subjects)
-    SessionEnded, DovecotLogin --> origins, helo, stuffing    (account)
+    SessionEnded, DovecotLogin --> origins, helo, stuffing,   (account)
+                                   shared logins             (account, ip)
     SaslFailure, Dovecot failures --> brute force, login attempts   (ip, account)
     Reject "Relay access denied" --> relay probing            (ip)
 
@@ -26,13 +27,14 @@ from postwatch.clock import Clock
 from postwatch.config import DetectSettings, Thresholds
 from postwatch.detect.alerts import Alert, Finding, Subject
 from postwatch.detect.credentials import CredentialSignal
-from postwatch.detect.delivery import DeliverySignal, is_internal_hop
+from postwatch.detect.delivery import DeliverySignal, is_filter_hop
 from postwatch.detect.helo import HeloJudge
 from postwatch.detect.incidents import IncidentBook
 from postwatch.detect.origins import OriginSignal
 from postwatch.detect.profiles import Profiles
 from postwatch.detect.recipients import RecipientSignal
 from postwatch.detect.senders import SenderSignal
+from postwatch.detect.shared import SharedLoginSignal
 from postwatch.detect.state import HourlyVolumes, SubjectState
 from postwatch.detect.subjects import SubjectRules, account
 from postwatch.detect.volume import VolumeSignal
@@ -94,6 +96,7 @@ class Detector:
             settings.stuffing_failures,
             settings.account_fail_ips,
         )
+        self.shared = SharedLoginSignal(settings.shared_accounts, settings.min_history)
         self.senders = SenderSignal(settings.aliases, settings.login_maps, settings.valid_senders)
         self.helo = HeloJudge(settings.hostnames, settings.ratware_helos, settings.min_history)
         self.book = IncidentBook(
@@ -266,12 +269,13 @@ class Detector:
             self.profiles.mark(state.profile)
             if not self.learning:
                 self.credentials.on_success(now, info.ip, info.netblock, state, out)
+                self.shared.on_login(now, state, info, out)
         if helo and self.helo.on_success(now, state, helo, info.ip, host, self.learning, out):
             self.profiles.mark(state.profile)
 
     def _on_delivered(self, item: Delivered, now: float) -> list[Finding]:
         message, outcome = item.message, item.outcome
-        if message.rejected or is_internal_hop(outcome.relay):
+        if message.rejected or is_filter_hop(message, outcome):
             return []
         subjects = self._subjects(message)
         if not subjects:
@@ -453,6 +457,7 @@ class Detector:
         self._next_expire = now + EXPIRE_EVERY
         self.states.expire(now)
         self.credentials.expire(now)
+        self.shared.expire(now)
         self._logins.expire(now)
         self._counted.expire(now)
         self.book.expire(now)

@@ -6,15 +6,16 @@ expire).  Signals are grouped in families whose points are capped, so one kind o
 (a traveller's new country, new network and odd route) cannot alone reach an alert:
 
     origin 30   helo 30   recipients 25   delivery 35   senders 30   volume 75
-    credentials 50   attempts 30   brute_force 100   relay_probe 100
+    credentials 50   attempts 30   brute_force 100   relay_probe 100   login_hopping 100
 
 Volume (below the ceilings) and recipient findings of an account sending from a familiar
 place (a confirmed network of its own) also share the group ``routine``, capped at 35: a
 business's batch from its usual server may grow without alerting; only together with
 other evidence (bounces, spam replies, a bogus HELO) does it count.  While a subject's
-message counts stay within its floors, its volume, recipient and delivery findings share
-the group ``handful``, capped at 30: a few messages to a long or stale list are not a spam
-run, however many of their recipients bounce.
+message counts stay within its floors (and its recipients within ten times theirs), its
+volume, recipient and delivery findings share the group ``handful``, capped at 30: a few
+messages to a long or stale list are not a spam run, however many of their recipients
+bounce.
 
 The score is the sum.  One open incident per subject: the first score at or above the
 ``notice`` threshold opens it and raises an alert; later evidence updates it silently and
@@ -51,10 +52,12 @@ FAMILIES = {
     "many_senders": "senders",
     "volume": "volume",
     "credential_stuffing": "credentials",
+    "shared_login": "credentials",
     "login_attempts": "attempts",
     "brute_force": "brute_force",
     "guessed_login": "brute_force",
     "relay_probe": "relay_probe",
+    "login_hopping": "login_hopping",
 }
 ROUTINE = "routine"  # volume and recipients of an account sending from a familiar place
 HANDFUL = "handful"  # volume, recipients and delivery of messages within the floors
@@ -69,6 +72,7 @@ CAPS = {
     "attempts": 30,
     "brute_force": 100,
     "relay_probe": 100,
+    "login_hopping": 100,
     ROUTINE: 35,
     HANDFUL: 30,
 }

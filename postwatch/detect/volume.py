@@ -12,8 +12,8 @@ yet what is normal for the busy senders of the server.
 
 :func:`mass_group` names the group that caps what a subject's messages carry (volume below
 the ceilings, recipients, delivery): ``handful`` while its message counts stay within the
-floors (a few messages to a long, stale list are not a spam run, however many recipients
-they carry), else ``routine`` from a familiar place.
+floors and its recipients within ten times theirs (a few messages to a long, stale list are
+not a spam run; a few messages to thousands are), else ``routine`` from a familiar place.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SPANS = (300.0, 3600.0, 86400.0)
 NAMES = ("5m", "1h", "24h")
 METRICS = ("messages", "recipients")
 CEILING_POINTS = 75
+LIST_FACTOR = 10  # a handful of messages carries at most this many times the recipient floor
 MAX_POINTS = 60
 
 
@@ -38,12 +39,15 @@ def mass_group(state: SubjectState) -> str:
     if windows is None:
         return HANDFUL
     totals = windows.totals
-    limits = state.floor.messages
+    limits, lists = state.floor.messages, state.floor.recipients
     divisor = 2 if state.profile.has_baseline() and not state.floor_override else 1
     if (
         totals[0][0] <= limits[0] // divisor
         and totals[1][0] <= limits[1] // divisor
         and totals[2][0] <= limits[2] // divisor
+        and totals[0][1] <= LIST_FACTOR * lists[0] // divisor
+        and totals[1][1] <= LIST_FACTOR * lists[1] // divisor
+        and totals[2][1] <= LIST_FACTOR * lists[2] // divisor
     ):
         return HANDFUL
     return state.routine

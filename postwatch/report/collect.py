@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from postwatch.detect.delivery import is_internal_hop
+from postwatch.detect.delivery import is_filter_hop
 from postwatch.detect.engine import account
 from postwatch.detect.profiles import recipient_hash
 from postwatch.parse.events import (
@@ -36,7 +36,7 @@ from postwatch.parse.events import (
     SaslFailure,
 )
 from postwatch.pipeline import Detector
-from postwatch.records import Accepted, Completed, Message, Outcome
+from postwatch.records import Accepted, Completed, Message
 from postwatch.report.window import Window, hour_of
 
 MAX_SUBJECTS = 100_000
@@ -216,7 +216,7 @@ class Collector:
             return
         distinct = found[2] != "history"
         for outcome in message.outcomes:
-            if not _filter_hop(message, outcome):
+            if not is_filter_hop(message, outcome):
                 volume.outcome(
                     outcome.recipient, outcome.status, outcome.deferrals, distinct=distinct
                 )
@@ -251,14 +251,6 @@ class Collector:
         attempts = self._attempts(item.client_ip, item.line.ts)
         if attempts is not None:
             attempts.relay_denied += 1
-
-
-def _filter_hop(message: Message, outcome: Outcome) -> bool:
-    """A hand-over to a local content filter that queues the message again (the next hop
-    has the real deliveries); local mailbox delivery (LMTP to Dovecot) is a real outcome."""
-    return is_internal_hop(outcome.relay) and (
-        bool(message.next_queue_id) or "queued as" in outcome.reply
-    )
 
 
 class Tee:
