@@ -156,6 +156,12 @@ def replay(
         stages.pipeline.run(lines)
     finally:
         stages.close()  # what was read is recorded, even when a later file fails
+    if stats.malformed or stats.skipped:
+        click.echo(
+            f"postwatch: skipped {stats.malformed} unreadable journal entries and "
+            f"{stats.skipped} without a message",
+            err=True,
+        )
     tally = stages.pipeline.tally
     if as_json:
         for record in tally.account_records():

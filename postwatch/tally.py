@@ -14,6 +14,19 @@ from postwatch.parse.events import KIND_OF, Unparsed
 from postwatch.records import Accepted, Completed
 
 MAX_IPS_PER_ACCOUNT = 10_000
+MAX_PROGRAMS = 1000  # distinct programs counted per event type; the rest share one key
+MAX_PROGRAM_LENGTH = 64
+OTHER_PROGRAMS = "(other programs)"
+
+
+def _program_key(program: str, counted: dict[str, int]) -> str:
+    """How a program not counted yet is counted: a long tag cut short, and past
+    ``MAX_PROGRAMS`` one key for all (a syslog tag is any local user's choice)."""
+    if len(program) > MAX_PROGRAM_LENGTH:
+        program = program[: MAX_PROGRAM_LENGTH - 3] + "..."
+    if program not in counted and len(counted) >= MAX_PROGRAMS:
+        return OTHER_PROGRAMS
+    return program
 
 
 @dataclass
@@ -40,7 +53,8 @@ class Tally:
     """Counts for ``postwatch replay``'s summary.
 
     Events are counted per event type and program; the counts by type, by program and of
-    unparsed lines are read off that one map (programs and types are few).
+    unparsed lines are read off that one map (programs and types are few, and their number
+    and length are capped all the same).
     """
 
     def __init__(self) -> None:
@@ -53,7 +67,11 @@ class Tally:
         if by_program is None:
             by_program = self._counts[cls] = {}
         program: str = event.line.program  # type: ignore[attr-defined]
-        by_program[program] = by_program.get(program, 0) + 1
+        count = by_program.get(program)
+        if count is None:
+            program = _program_key(program, by_program)
+            count = by_program.get(program, 0)
+        by_program[program] = count + 1
 
     @property
     def lines(self) -> int:

@@ -160,3 +160,21 @@ def test_replay_without_a_database_loads_no_database_code():
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == "[]", extra
+
+
+def test_odd_program_names_cannot_grow_the_totals(tmp_path):
+    """A syslog tag is any local user's choice: a 300 KB tag is counted under a short name,
+    and thousands of invented tags share one key past the first thousand."""
+    stamp = "Nov 23 10:00:00 mx "
+    lines = [f"{stamp}{'x' * 300_000}[1]: hello"]
+    lines += [f"{stamp}tag{index}[1]: hello" for index in range(1500)]
+    log = tmp_path / "tags.log"
+    log.write_text("\n".join(lines) + "\n")
+    done = postwatch("replay", "--json", "--no-detect", "--year", "2025", str(log))
+    assert done.returncode == 0, done.stderr
+    unparsed = records(done.stdout)[-1]["unparsed"]
+    assert len(unparsed) == 1000 + 1
+    assert max(len(name) for name in unparsed) <= 64
+    assert unparsed["(other programs)"] == 501
+    assert sum(unparsed.values()) == 1501
+    assert len(done.stdout) < 100_000

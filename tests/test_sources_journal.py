@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -336,3 +337,28 @@ def running_with(argument: str) -> bool:
         if state != "Z" and argument.encode() in cmdline:
             return True
     return False
+
+
+def test_replay_says_how_many_journal_entries_it_skipped() -> None:
+    """Entries replay could not use are not dropped silently: one line on stderr says how
+    many, and the usable entry is still read."""
+    stream = "".join(
+        [
+            "not json at all\n",
+            *json_lines({**SASL_FAILURE, "MESSAGE": None}),
+            *json_lines(SASL_FAILURE),
+        ]
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "postwatch", "replay", "--json", "--journal-json", "-"],
+        input=stream,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == (
+        "postwatch: skipped 1 unreadable journal entries and 1 without a message"
+    )
+    totals = json.loads(done.stdout.splitlines()[-1])
+    assert totals["events"] == {"sasl_failure": 1}
