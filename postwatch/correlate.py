@@ -11,7 +11,10 @@ within ``message_ttl`` of log time, no ``disconnect`` within ``session_ttl``) ar
 incomplete.  Postfix reuses queue IDs: a new ``client=``/``pickup`` line for a queue ID that
 already has an origin starts a new message and flushes the old one, never merging the two.
 A content-filter hop is linked to the message it came from by ``orig_queue_id=`` or by the
-first hop's ``queued as NEXT`` reply, and inherits its origin (client, SASL user, uid).
+first hop's ``queued as NEXT`` reply, and inherits its origin (client, SASL user, uid).  A
+``queued as`` from a relay on this host (loopback, a unix socket) links at once; one from
+another address (a filter in a container or on the LAN) only when NEXT's ``client=`` is
+that very address within ``REMOTE_HOP_TTL``: a remote MX's ``queued as`` is its own ID.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from postwatch.records import (
 )
 
 _FLUSH_EVERY = timedelta(minutes=5)
+REMOTE_HOP_TTL = timedelta(minutes=10)  # a filter elsewhere queues its hand-over back by then
 # Records are built without the NamedTuple constructor: every field, in order.
 _new = tuple.__new__
 
@@ -40,6 +44,12 @@ _new = tuple.__new__
 def _is_local_relay(relay: str) -> bool:
     """A relay on this host (a content filter), e.g. ``127.0.0.1[127.0.0.1]:10024``."""
     return "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
+
+
+def _relay_address(relay: str) -> str:
+    """The address of ``name[address]:port`` (``""`` when there is none)."""
+    end = relay.rfind("]")
+    return relay[relay.rfind("[", 0, end) + 1 : end] if end > 0 else ""
 
 
 class _MessageState:
@@ -171,8 +181,9 @@ class Correlator:
         self.session_ttl = session_ttl
         self.messages: dict[tuple[str, str], _MessageState] = {}
         self.sessions: dict[tuple[str, int], _SessionState] = {}
-        # content-filter links: next hop (host, queue ID) -> first hop's queue ID
-        self._next_hops: dict[tuple[str, str], tuple[str, datetime]] = {}
+        # content-filter links: next hop (host, queue ID) -> first hop's queue ID, when
+        # seen, and the relay's address that NEXT's client must be ("" for a local relay)
+        self._next_hops: dict[tuple[str, str], tuple[str, datetime, str]] = {}
         self._next_flush: datetime | None = None
         self.flushed_messages = 0
         self.flushed_sessions = 0
@@ -217,7 +228,12 @@ class Correlator:
         for key in [k for k, m in self.messages.items() if m.last_seen < message_cutoff]:
             out.append(_new(Completed, (now, self.messages.pop(key).freeze(False))))
             self.flushed_messages += 1
-        for key in [k for k, (_, seen) in self._next_hops.items() if seen < message_cutoff]:
+        remote_cutoff = now - REMOTE_HOP_TTL
+        for key in [
+            k
+            for k, (_, seen, address) in self._next_hops.items()
+            if seen < (remote_cutoff if address else message_cutoff)
+        ]:
             del self._next_hops[key]
         session_cutoff = now - self.session_ttl
         for skey in [k for k, s in self.sessions.items() if s.last_seen < session_cutoff]:
@@ -250,7 +266,9 @@ class Correlator:
             state.last_seen = ts
         return state
 
-    def _fresh(self, line: LogLine, queue_id: str, out: list[Correlated]) -> _MessageState:
+    def _fresh(
+        self, line: LogLine, queue_id: str, out: list[Correlated], client_ip: str = ""
+    ) -> _MessageState:
         """State for a line that starts a message: a reused queue ID flushes the old one."""
         key = (line.host, queue_id)
         old = self.messages.get(key)
@@ -259,15 +277,16 @@ class Correlator:
             self.flushed_messages += 1
         state = self._state(line, queue_id)
         link = self._next_hops.pop(key, None)
-        if link is not None:
+        if link is not None and (not link[2] or link[2] == client_ip):
             first_hop = self.messages.get((line.host, link[0]))
             if first_hop is not None:
                 state.inherit(first_hop)
+                first_hop.next_queue_id = queue_id
         return state
 
     def _client(self, event: ev.ClientAccepted, out: list[Correlated]) -> None:
         line = event.line
-        state = self._fresh(line, event.queue_id, out)
+        state = self._fresh(line, event.queue_id, out, event.client_ip)
         first_hop = None
         if event.orig_queue_id:
             first_hop = self.messages.get((line.host, event.orig_queue_id))
@@ -319,15 +338,26 @@ class Correlator:
         ts = line.ts
         outcome = _new(Outcome, (recipient, status, relay, dsn, ts, reply, orig_to, deferrals))
         outcomes[recipient] = outcome
-        if event.queued_as and _is_local_relay(relay):
-            # a content filter on this host queued it anew; a remote MX's "queued as" is its own
-            state.next_queue_id = event.queued_as
-            next_hop = self.messages.get((line.host, event.queued_as))
-            if next_hop is not None:
-                next_hop.inherit(state)
-            else:
-                self._next_hops[(line.host, event.queued_as)] = (event.queue_id, line.ts)
+        if event.queued_as:
+            self._hand_over(state, line, event.queued_as, relay)
         out.append(_new(Delivered, (ts, state.freeze(False), outcome)))
+
+    def _hand_over(self, state: _MessageState, line: LogLine, queued_as: str, relay: str) -> None:
+        """A relay took the message and "queued as" ``queued_as``: a content filter that
+        queues it back here (linked now, or when that queue ID starts), or a remote MX."""
+        linked = _is_local_relay(relay)
+        address = "" if linked else _relay_address(relay)
+        if not (linked or address):
+            return  # no relay address to check the next hop's client against
+        key = (line.host, queued_as)
+        next_hop = self.messages.get(key)
+        if next_hop is None:
+            self._next_hops[key] = (state.queue_id, line.ts, address)
+        elif linked or (next_hop.client_ip == address and not next_hop.orig_queue_id):
+            next_hop.inherit(state)
+            linked = True
+        if linked:
+            state.next_queue_id = queued_as
 
     def _expired(self, event: ev.Expired, out: list[Correlated]) -> None:
         state = self._state(event.line, event.queue_id)

@@ -9,6 +9,7 @@ import pytest
 from conftest import MAILLOGS
 
 from postwatch.correlate import Correlator
+from postwatch.detect.delivery import is_filter_hop
 from postwatch.parse import Parser
 from postwatch.parse.syslog import Framer
 from postwatch.records import Accepted, Completed, Delivered, SessionEnded
@@ -120,6 +121,43 @@ def test_content_filter_hop_inherits_the_sasl_user():
     second = [r for r in records if isinstance(r, Delivered) and r.message.queue_id == "2222222222"]
     assert second and second[0].message.sasl_username == "victim@example.com"
     assert second[0].message.orig_queue_id == "1111111111"
+
+
+REMOTE_FILTER = CONTENT_FILTER.replace("127.0.0.1]:10024", "172.18.0.5]:10024").replace(
+    "client=localhost[127.0.0.1]", "client=amavis.mail.internal[172.18.0.5]"
+)
+
+
+@pytest.mark.parametrize("order", ["reinjected first", "handed over first"])
+def test_content_filter_elsewhere_links_when_its_address_queues_back(order: str) -> None:
+    """A filter in a container or on the LAN (not loopback) hands the message back from its
+    own address: the second hop carries the SASL user, and the hand-over is no outcome."""
+    lines = REMOTE_FILTER.splitlines(keepends=True)
+    if order == "handed over first":  # the filter's 250 is logged before its re-injection
+        lines[2:5] = [lines[4], lines[2], lines[3]]
+    records = correlate("".join(lines))
+    second = [r for r in records if isinstance(r, Delivered) and r.message.queue_id == "2222222222"]
+    assert second and second[0].message.sasl_username == "victim@example.com"
+    assert second[0].message.orig_queue_id == "1111111111"
+    first = [r for r in records if isinstance(r, Delivered) and r.message.queue_id == "1111111111"]
+    if order == "reinjected first":
+        assert is_filter_hop(first[0].message, first[0].outcome)
+
+
+def test_a_queued_as_from_elsewhere_links_nothing_after_ten_minutes() -> None:
+    """The next hop's client must be the relay's address, and soon: a queue ID that turns
+    up from that address much later is another message."""
+    late = REMOTE_FILTER.replace("10:00:01 mx postfix/smtpd[200]", "10:20:01 mx postfix/smtpd[200]")
+    lines = late.splitlines(keepends=True)
+    lines[2:5] = [
+        lines[4],
+        "Nov 23 10:15:00 mx postfix/smtpd[555]: connect from a.example[198.51.100.3]\n",
+        lines[2],
+        lines[3],
+    ]
+    records = correlate("".join(lines))
+    second = [r for r in records if isinstance(r, Accepted) and r.message.queue_id == "2222222222"]
+    assert second and second[0].message.sasl_username == ""
 
 
 def test_remote_queued_as_links_nothing():

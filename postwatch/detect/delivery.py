@@ -41,9 +41,11 @@ SPAM_REPLY = re.compile(
 def is_filter_hop(message: Message, outcome: Outcome) -> bool:
     """A hand-over to a filter on this host that queues the message again (the next queue
     ID has the real deliveries), not an outcome."""
+    if message.next_queue_id:
+        return True
     relay = outcome.relay
     local = "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
-    return local and (bool(message.next_queue_id) or "queued as" in outcome.reply)
+    return local and "queued as" in outcome.reply
 
 
 class DeliverySignal:
