@@ -706,3 +706,24 @@ def test_one_campaign_drawing_a_few_spam_replies_is_quiet() -> None:
             helo="alice-laptop.example.org",
         )
     assert traffic.alerts == []
+
+
+def test_evidence_names_the_alerting_hosts_queue_ids_apart_from_the_others() -> None:
+    """One account abused through two hosts (one log, or one shared database): a queue ID
+    means another message on each host, so the alert's own host's IDs are the ones a hold
+    may name, and the other host's are listed under that host."""
+    traffic, start = learned()
+    for index in range(40):
+        traffic.message(
+            start + timedelta(seconds=8 * index),
+            "alice@example.org",
+            BRAZIL,
+            [f"victim{index}@{FREEMAIL[index % len(FREEMAIL)]}"],
+            host="mx1" if index % 2 else "mx2",
+        )
+    alert = traffic.alerts[-1]
+    others = "mx1" if alert.host == "mx2" else "mx2"
+    own_ids = set(alert.evidence["queue_ids"])
+    other_ids = set(alert.evidence["queue_ids_by_host"][others])
+    assert own_ids and other_ids and not own_ids & other_ids
+    assert set(alert.evidence["queue_ids_by_host"]) == {others}

@@ -19,7 +19,7 @@ of log time or ``batch_size`` changes, never per event.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -250,7 +250,7 @@ class Detector:
             if learning:
                 state.profile.learned = True
             else:
-                state.queue_ids.append(message.queue_id)
+                state.queue_ids.append((message.host, message.queue_id))
             self.profiles.mark(state.profile)
         return out
 
@@ -407,8 +407,13 @@ class Detector:
 
     # --- evidence ------------------------------------------------------------------------
 
-    def evidence(self, subject: Subject, now: float) -> dict[str, Any]:
-        """What an alert shows: addresses, places, HELOs, sample queue IDs, counts."""
+    def evidence(self, subject: Subject, now: float, host: str = "") -> dict[str, Any]:
+        """What an alert shows: addresses, places, HELOs, sample queue IDs, counts.
+
+        ``queue_ids`` are those of ``host``, the one the alert came from (all, without a
+        host); the other hosts' are under ``queue_ids_by_host``: one queue ID means another
+        message on each host, and a hold must only name the host's own.
+        """
         evidence: dict[str, Any] = {
             "ips": [],
             "countries": [],
@@ -429,7 +434,7 @@ class Detector:
                 evidence.update(self.origins.evidence(state, now))
                 evidence["known_ips"] = self._known_ips(state, evidence.get("ips", ()), now)
                 evidence["helos"] = sorted(state.helos)
-                evidence["queue_ids"] = list(state.queue_ids)
+                _queue_ids(evidence, state.queue_ids, host)
                 counts.update(self.volume.totals(state, now))
                 counts.update(self.recipients.totals(state, now))
                 counts.update(self.delivery.totals(state, now))
@@ -495,7 +500,7 @@ class Detector:
         now = self._last_ts.timestamp() if self._last_ts else 0.0
         for incident in incidents:
             if incident.state == "open" and now:
-                incident.evidence = self.evidence(incident.subject, now)
+                incident.evidence = self.evidence(incident.subject, now, incident.host)
         self.store.save(profiles, incidents, alerts, volumes)
         for profile in profiles:
             profile.clear_dirty()
@@ -515,3 +520,15 @@ def _host_of(item: object) -> str:
     if isinstance(item, SessionEnded):
         return item.session.host
     return item.line.host  # type: ignore[attr-defined]  # parse events carry their line
+
+
+def _queue_ids(evidence: dict[str, Any], samples: Iterable[tuple[str, str]], host: str) -> None:
+    """Put the sample queue IDs into ``evidence``: ``host``'s, then the other hosts'."""
+    elsewhere: dict[str, list[str]] = {}
+    for where, queue_id in samples:
+        if not host or where == host:
+            evidence["queue_ids"].append(queue_id)
+        else:
+            elsewhere.setdefault(where, []).append(queue_id)
+    if elsewhere:
+        evidence["queue_ids_by_host"] = elsewhere

@@ -134,7 +134,7 @@ class IncidentBook:
         hold: float,
         quiet: float,
         thresholds_for: Callable[[Subject], Thresholds],
-        evidence_for: Callable[[Subject, float], dict[str, Any]],
+        evidence_for: Callable[[Subject, float, str], dict[str, Any]],
         on_open: Callable[[Subject, float], None] | None = None,
     ) -> None:
         self.hold = hold
@@ -196,7 +196,7 @@ class IncidentBook:
         self.dirty[incident.id] = incident
         if not raised:
             return None
-        incident.evidence = self.evidence_for(subject, now)
+        incident.evidence = self.evidence_for(subject, now, host)
         alert = Alert(
             ts,
             subject.name,

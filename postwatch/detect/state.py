@@ -76,7 +76,7 @@ class SubjectState:
         self.outcomes: Any = None  # delivery.Windows
         self.places: Any = None  # origins.Places
         self.senders: Any = None  # senders.SenderWindows
-        self.queue_ids: deque[str] = deque(maxlen=SAMPLES)
+        self.queue_ids: deque[tuple[str, str]] = deque(maxlen=SAMPLES)  # (host, queue ID)
         self.helos: deque[str] = deque(maxlen=SAMPLES)
         self.emitted: dict[str, tuple[int, float]] = {}
         self.familiar = False  # its last message came from a confirmed network of its own
