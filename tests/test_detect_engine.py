@@ -727,3 +727,24 @@ def test_evidence_names_the_alerting_hosts_queue_ids_apart_from_the_others() -> 
     other_ids = set(alert.evidence["queue_ids_by_host"][others])
     assert own_ids and other_ids and not own_ids & other_ids
     assert set(alert.evidence["queue_ids_by_host"]) == {others}
+
+
+def test_a_stale_password_at_home_bans_nothing_but_guessing_from_there_does() -> None:
+    """The owner's phone retries an old password every minute for two hours from home while
+    the desktop there sends as usual: nothing is raised.  A machine at that address guessing
+    other people's passwords is still a brute forcer."""
+    traffic, start = learned()
+    for minute in range(120):
+        when = start + timedelta(minutes=minute)
+        traffic.imap_failure(when, HOME[1], "alice@example.org")
+        if minute % 20 == 0:
+            traffic.imap_login(when, HOME[1], "alice@example.org")
+            traffic.message(when, "alice@example.org", HOME, [f"friend{minute}@example.net"])
+    assert traffic.alerts == []
+    later = start + timedelta(hours=3)
+    for index in range(30):
+        traffic.sasl_failure(
+            later + timedelta(seconds=10 * index), HOME[1], f"user{index}@example.org"
+        )
+    assert {alert.subject for alert in traffic.alerts} == {HOME[1]}
+    assert traffic.alerts[0].reasons[0].signal == "brute_force"

@@ -15,6 +15,10 @@ Per account:
   1 h: 15, twice as many: 30.  Anyone can cause these, so they never make an account
   critical on their own.
 
+Failures for an account from one of its own confirmed places (its home address or network)
+are its owner's device with a stale password: the engine leaves them out, and a success
+there is no stuffing.  Failures for other usernames from that place still count.
+
 One attempt can be logged twice (Postfix's SASL warning and Dovecot's auth line, or the
 auth line and the login process summary); the failure count of an IP is the larger of the
 auth-process count and the sum of the other two, so no attempt counts twice.

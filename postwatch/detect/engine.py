@@ -31,7 +31,7 @@ from postwatch.detect.delivery import DeliverySignal, is_filter_hop
 from postwatch.detect.helo import HeloJudge
 from postwatch.detect.incidents import IncidentBook
 from postwatch.detect.origins import OriginSignal
-from postwatch.detect.profiles import Profiles
+from postwatch.detect.profiles import Profile, Profiles
 from postwatch.detect.recipients import RecipientSignal
 from postwatch.detect.senders import SenderSignal
 from postwatch.detect.shared import SharedLoginSignal
@@ -267,7 +267,7 @@ class Detector:
         """A successful login or message of an account from a foreign address."""
         if self.origins.on_success(now, state, info, client_name, self.learning, out):
             self.profiles.mark(state.profile)
-            if not self.learning:
+            if not self.learning and not self._own_place(state.profile, info, now):
                 self.credentials.on_success(now, info.ip, info.netblock, state, out)
                 self.shared.on_login(now, state, info, out)
         if helo and self.helo.on_success(now, state, helo, info.ip, host, self.learning, out):
@@ -342,6 +342,8 @@ class Detector:
             target = account(user)
             if self._allowed(target):
                 target = None
+            elif self._own_place(self.profiles.peek(target), info, now):
+                return []  # the owner's own device with a stale password: no guessing
         out: list[Finding] = []
         self.credentials.on_failure(
             now, info.ip, info.netblock, user, source, attempts, foreign, target, out
@@ -394,6 +396,15 @@ class Detector:
             if any(address in net for net in state.trusted):
                 return None
         return info
+
+    def _own_place(self, profile: Profile | None, info: GeoInfo, now: float) -> bool:
+        """Whether ``info``'s address or network is a confirmed origin of the account."""
+        if profile is None:
+            return False
+        min_history = self.settings.min_history
+        return profile.origin_known("ip", info.ip, now, min_history) or (
+            bool(info.netblock) and profile.origin_known("net", info.netblock, now, min_history)
+        )
 
     def _thresholds(self, subject: Subject) -> Thresholds:
         state = self.states.get(subject)
