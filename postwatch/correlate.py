@@ -41,7 +41,7 @@ REMOTE_HOP_TTL = timedelta(minutes=10)  # a filter elsewhere queues its hand-ove
 _new = tuple.__new__
 
 
-def _is_local_relay(relay: str) -> bool:
+def is_local_relay(relay: str) -> bool:
     """A relay on this host (a content filter), e.g. ``127.0.0.1[127.0.0.1]:10024``."""
     return "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
 
@@ -345,7 +345,7 @@ class Correlator:
     def _hand_over(self, state: _MessageState, line: LogLine, queued_as: str, relay: str) -> None:
         """A relay took the message and "queued as" ``queued_as``: a content filter that
         queues it back here (linked now, or when that queue ID starts), or a remote MX."""
-        linked = _is_local_relay(relay)
+        linked = is_local_relay(relay)
         address = "" if linked else _relay_address(relay)
         if not (linked or address):
             return  # no relay address to check the next hop's client against

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from postwatch.correlate import is_local_relay
 from postwatch.detect.alerts import Finding
 from postwatch.detect.incidents import HANDFUL
 from postwatch.detect.state import SubjectState
@@ -43,9 +44,7 @@ def is_filter_hop(message: Message, outcome: Outcome) -> bool:
     ID has the real deliveries), not an outcome."""
     if message.next_queue_id:
         return True
-    relay = outcome.relay
-    local = "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
-    return local and "queued as" in outcome.reply
+    return is_local_relay(outcome.relay) and "queued as" in outcome.reply
 
 
 class DeliverySignal:

@@ -457,15 +457,7 @@ class Detector:
     def _known_ips(self, state: SubjectState, ips: Any, now: float) -> list[str]:
         """The evidence IPs that are the account's own confirmed origins (its home, its
         office): the owner's addresses, which a ban must never hit."""
-        known = []
-        min_history = self.settings.min_history
-        for ip in ips:
-            netblock = self.geo.lookup(ip).netblock
-            if state.profile.origin_known("ip", ip, now, min_history) or (
-                netblock and state.profile.origin_known("net", netblock, now, min_history)
-            ):
-                known.append(ip)
-        return known
+        return [ip for ip in ips if self._own_place(state.profile, self.geo.lookup(ip), now)]
 
     # --- time and the store --------------------------------------------------------------
 
