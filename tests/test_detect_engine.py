@@ -169,13 +169,20 @@ def spam_burst(
     user: str = "alice@example.org",
     client: tuple[str, str] = BRAZIL,
     helo: str = "",
+    hosts: tuple[str, ...] = ("mx",),
 ) -> int | None:
-    """Send ``count`` spam messages; return how many went out up to the first alert."""
+    """Send ``count`` spam messages (through ``hosts`` in turn); return how many went out up
+    to the first alert."""
     first = None
     for index in range(count):
         recipient = f"victim{index}@{FREEMAIL[index % len(FREEMAIL)]}"
         raised = traffic.message(
-            start + timedelta(seconds=8 * index), user, client, [recipient], helo=helo
+            start + timedelta(seconds=8 * index),
+            user,
+            client,
+            [recipient],
+            helo=helo,
+            host=hosts[index % len(hosts)],
         )
         if raised and first is None:
             first = index + 1
@@ -713,14 +720,7 @@ def test_evidence_names_the_alerting_hosts_queue_ids_apart_from_the_others() -> 
     means another message on each host, so the alert's own host's IDs are the ones a hold
     may name, and the other host's are listed under that host."""
     traffic, start = learned()
-    for index in range(40):
-        traffic.message(
-            start + timedelta(seconds=8 * index),
-            "alice@example.org",
-            BRAZIL,
-            [f"victim{index}@{FREEMAIL[index % len(FREEMAIL)]}"],
-            host="mx1" if index % 2 else "mx2",
-        )
+    spam_burst(traffic, start, 40, hosts=("mx2", "mx1"))
     alert = traffic.alerts[-1]
     others = "mx1" if alert.host == "mx2" else "mx2"
     own_ids = set(alert.evidence["queue_ids"])

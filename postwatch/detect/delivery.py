@@ -62,8 +62,11 @@ class DeliverySignal:
         total, failures, spams = windows.add(now, 1, failed, spam)[0]
         if not failed:
             return  # a success only lowers the shares: nothing new to judge
+        judged = total >= 10 and failures >= 0.3 * total
+        if not (judged or spams >= 2):
+            return
         group = HANDFUL if mass_group(state) == HANDFUL else ""
-        if total >= 10 and failures >= 0.3 * total:
+        if judged:
             points = 25 if failures >= 0.5 * total else 15
             if state.due("delivery_failures", points, now, group):
                 out.append(

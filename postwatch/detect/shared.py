@@ -60,8 +60,10 @@ class SharedLoginSignal:
         if not accounts.add(now, state.subject.name):
             return  # the same account again: nothing new
         count = len(accounts)
+        if count < self.shared_accounts:
+            return
         members = sorted(map(str, accounts.keys()))
-        if count < self.shared_accounts or len({_domain(name) for name in members}) < 2:
+        if len({_domain(name) for name in members}) < 2:
             return
         base = self.shared_accounts
         points = 100 if count >= 4 * base else 70 if count >= 2 * base else 40
