@@ -27,7 +27,10 @@ BUILD_FILES = ("setup.py", "pyproject.toml", "README.md")
 
 
 def _sources() -> list[Path]:
-    return [ROOT / name for name in BUILD_FILES] + sorted((ROOT / "postwatch").rglob("*.py"))
+    package = ROOT / "postwatch"
+    return [ROOT / name for name in BUILD_FILES] + sorted(
+        [*package.rglob("*.py"), *package.rglob("*.c")]
+    )
 
 
 def source_hash() -> str:
@@ -50,7 +53,9 @@ def build(folder: Path) -> Path:
         for name in BUILD_FILES:
             shutil.copy2(ROOT / name, tree / name)
         shutil.copytree(
-            ROOT / "postwatch", tree / "postwatch", ignore=shutil.ignore_patterns("__pycache__")
+            ROOT / "postwatch",
+            tree / "postwatch",
+            ignore=shutil.ignore_patterns("__pycache__", "*.so"),
         )
         wheels = Path(scratch) / "wheels"
         pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-build-isolation"]

@@ -10,6 +10,7 @@ from annotated import read_samples
 from conftest import MAILLOGS
 from test_corpus import CORPUS, FILES, corpus_lines
 
+from postwatch.parse import syslog
 from postwatch.parse.syslog import Framer, month_table
 from postwatch.records import LogLine
 
@@ -74,6 +75,97 @@ def test_frame_lines_equals_framing_one_by_one():
         list(Framer(tz=UTC, year=2026).frame_lines(texts + texts[:3], "x"))[: len(texts)]
         == expected
     )
+
+
+# --- the C speedup of the hot path ---------------------------------------------------------
+
+
+def _both_ways(raw_lines: list[str], **framer_args) -> tuple[list, list, Framer, Framer]:
+    """(C, Python) framings of raw lines with their endings, and the two framers after."""
+    fast, slow = Framer(**framer_args), Framer(**framer_args)
+    assert syslog.FrameStream is not None, "the C framing speedup was not built (setup.py)"
+    fast_lines = list(fast.frame_stream(raw_lines, "x"))
+    slow_lines = list(slow.frame_lines((raw.rstrip("\r\n") for raw in raw_lines), "x"))
+    return fast_lines, slow_lines, fast, slow
+
+
+def _state(framer: Framer) -> tuple:
+    return (
+        framer._last_ts,
+        framer._year,
+        framer._last_month,
+        dict(framer._cache),
+        dict(framer._heads),
+    )
+
+
+def test_the_c_framer_frames_the_corpus_and_samples_as_python_does(corpus):
+    """Every real corpus line and every annotated sample (raw, line endings on) frames the
+    same in C and in Python, and leaves the framer in the same state."""
+    raw_lines: list[str] = [sample.text + "\n" for sample in SAMPLES]
+    for path in FILES:
+        raw_lines += path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    for path in sorted(MAILLOGS.rglob("*.log")):
+        raw_lines += path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    assert len(raw_lines) > 10_000
+    fast_lines, slow_lines, fast, slow = _both_ways(raw_lines, tz=UTC, year=2026)
+    assert fast_lines == slow_lines
+    assert all(type(line) is LogLine for line in fast_lines)
+    assert _state(fast) == _state(slow)
+
+
+def test_the_c_framer_agrees_on_edges_and_hostile_heads():
+    """Line endings, short lines, a new year, a late line, leap and bad seconds, odd heads,
+    heads past the cache limit, stamps in another zone: C and Python agree line by line."""
+    stamps = ["Dec 31 23:59:59", "Jan  1 00:00:01", "Dec 31 23:59:58", "Jan  1 00:00:02"]
+    raw_lines = [f"{stamp} mx postfix/smtpd[1]: x\n" for stamp in stamps]
+    raw_lines += [
+        "Jan  1 00:00:02 mx postfix/smtpd[1]: crlf\r\n",
+        "Jan  1 00:00:02 mx postfix/smtpd[1]: bare cr\r",
+        "Jan  1 00:00:02 mx postfix/smtpd[1]: endings \n\r\n\r\n",
+        "Jan  1 00:00:02 mx postfix/smtpd[1]: no ending",
+        "\n", "", "Jan  1 00:00:02\n", "Jan  1 00:00:02 \n", "Jan  1 00:00:02 m: \n",
+        "Jan  1 00:00:60 mx postfix/smtpd[1]: a leap second\n",
+        "Jan  1 00:00:61 mx postfix/smtpd[1]: no such second\n",
+        "Jan  1 00:00:+5 mx postfix/smtpd[1]: a sign\n",
+        "Jan  1 00:00:\u0665\u0665 mx postfix/smtpd[1]: arabic digits\n",
+        "Jan  1 00:00:0 mx postfix/smtpd[1]: short\n",
+        "Jan  1 00:00:03 mx postfix/smtpd[\u00b2]: superscript pid\n",
+        "Jan  1 00:00:03 mx postfix/smtpd[12345678901]: long pid\n",
+        "Jan  1 00:00:03 mx: postfix/smtpd[1]: host with a colon\n",
+        "Jan  1 00:00:03 postfix/smtpd[1]: no host\n",
+        "Jan  1 00:00:03 mx evil tag[1]: spaces\n",
+        "Jan  1 00:00:03 mx postfix/smtpd[1]x: after the pid\n",
+        "Jan  1 00:00:03 mx postfix/smtpd[1]:no space\n",
+        *(f"Jan  1 00:00:03 mx {'t' * n}[1]: heads around the cached length\n" for n in range(190, 215)),
+        "Jan  1 00:00:03 mx postfix/smtpd[1]: helo=<x Jan  1 00:00:04 evil postfix/qmgr[2]: y>\n",
+        "Jun 14 12:01:53 lda(user)<723443><1Vw7NA>: Info: dovecot's own log\n",
+        "2024-08-29T01:08:59.764590+00:00 mx postfix/smtpd[1938]: rfc 3339\n",
+        "ott 13 00:40:47 mx postfix/cleanup[5810]: italian\n",
+        "Jan  1 00:00:04 \u00e9\u00e8 \u4e2d\u6587[9]: \U0001f600 wide text\n",
+        "\x00\udcff garbage\n",
+    ]  # fmt: skip
+    raw_lines += [
+        f"Jan  1 00:{n // 60 % 60:02d}:{n % 60:02d} h{n} p[{n}]: m\n" for n in range(9000)
+    ]
+    for zone in (UTC, timezone(timedelta(hours=-5))):
+        fast_lines, slow_lines, fast, slow = _both_ways(raw_lines, tz=zone, year=2025)
+        for lineno, (got, want) in enumerate(zip(fast_lines, slow_lines, strict=True), 1):
+            assert got == want, f"line {lineno}: {raw_lines[lineno - 1]!r}"
+        assert _state(fast) == _state(slow)
+
+
+def test_the_c_framer_passes_on_the_readers_error():
+    """An error of the line source reaches the caller, with the lines before it framed."""
+
+    def lines():
+        yield "Nov 23 10:00:00 mx postfix/smtpd[1]: one\n"
+        raise OSError("read error")
+
+    stream = Framer(tz=UTC, year=2026).frame_stream(lines(), "x")
+    assert next(stream).message == "one"
+    with pytest.raises(OSError, match="read error"):
+        next(stream)
 
 
 # --- shapes tried only when the usual ones miss --------------------------------------------

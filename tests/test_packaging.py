@@ -129,10 +129,12 @@ def _build_wheel(tmp_path: Path) -> Path:
     """Build the wheel from a copy of the sources (the work tree gets no build/ folder)."""
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(
-        REPO / "postwatch", source / "postwatch", ignore=shutil.ignore_patterns("__pycache__")
+        REPO / "postwatch",
+        source / "postwatch",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so"),
     )
     dist = tmp_path / "dist"
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", str(source)]
@@ -149,7 +151,8 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_holds_every_file_of_the_package(wheel):
-    """Every file under postwatch/ (code, migrations, py.typed) is in the wheel, and no more."""
+    """Every file under postwatch/ (code, migrations, py.typed) is in the wheel, with the
+    framing speedup compiled from its C source, and no more."""
     source = wheel.parent.parent / "source"  # the copy the wheel was built from
     on_disk = {
         path.relative_to(source).as_posix()
@@ -159,7 +162,9 @@ def test_wheel_holds_every_file_of_the_package(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = {name for name in archive.namelist() if not name.startswith("postwatch-")}
         entry_points = archive.read(f"postwatch-{__version__}.dist-info/entry_points.txt")
-    assert names == on_disk
+    speedups = {name for name in names if name.endswith(".so")}
+    assert [name.split(".")[0] for name in speedups] == ["postwatch/parse/_framing"]
+    assert names - speedups == on_disk
     assert "postwatch/store/migrations/versions/0001_initial.py" in names
     assert b"postwatch = postwatch.cli:main" in entry_points
 

@@ -333,7 +333,7 @@ def read_file(
         stats._current = raw if path != STDIN else None  # stdin's size is not in the total
         line = None
         try:
-            for line in framer.frame_lines((raw_line.rstrip("\r\n") for raw_line in text), origin):
+            for line in framer.frame_stream(text, origin):
                 yield line
         finally:
             stats.lines += line.lineno if line is not None else 0
