@@ -64,6 +64,7 @@ class Traffic:
         uid: int | None = None,
         host: str = "mx",
         bounced: frozenset[str] = frozenset(),
+        message_id: str = "",
     ) -> list[Alert]:
         """One accepted message and an outcome per recipient: ``status`` and ``reply``, or a
         "user unknown" bounce for the recipients in ``bounced``."""
@@ -82,6 +83,7 @@ class Traffic:
             sender=user if sender is None else sender,
             size=2100,
             nrcpt=len(recipients),
+            message_id=message_id,
             helo=helo,
         )
         raised = self.feed(Accepted(ts, message))
@@ -447,6 +449,45 @@ def test_php_pickup_burst_flags_the_uid_and_the_sender_domain() -> None:
     assert ("uid", "33") in kinds and ("sender_domain", "shop.example") in kinds
     signals = {r.signal for alert in traffic.alerts for r in alert.reasons}
     assert {"volume", "many_senders", "spam_replies"} & signals
+
+
+def _forwarding_mailbox(received_ids: list[str], forwarded_ids: list[str]) -> set[tuple[str, str]]:
+    """A mailbox whose Sieve script redirects everything to its owner's Gmail, through
+    sendmail as the mail uid (5000): spam arrives from 40 forged senders and a third of the
+    copies come back "rejected as spam".  ``received_ids`` are the Message-IDs of the mail
+    that came in, ``forwarded_ids`` those the copies carry.  The alerted subjects."""
+    traffic = Traffic()
+    traffic.detector.set_learning(True)
+    for day in range(3):
+        when = T0 + timedelta(days=day, hours=10)
+        traffic.message(when, "", ("mail.example.net", "192.0.2.80"), ["bob@mx.example.org"], sender="friend@example.net", message_id=f"d{day}@example.net")  # fmt: skip
+        traffic.message(when + timedelta(seconds=1), "", ("", ""), ["bob.home@gmail.com"], uid=5000, sender="friend@example.net", message_id=f"d{day}@example.net")  # fmt: skip
+    traffic.detector.set_learning(False)
+    start = T0 + timedelta(days=3, hours=2)
+    for index, (received, forwarded) in enumerate(zip(received_ids, forwarded_ids, strict=True)):
+        when = start + timedelta(seconds=20 * index)
+        sender = f"promo{index}@deals{index}.example"
+        if received:
+            traffic.message(when, "", ("unknown", "201.91.101.26"), ["bob@mx.example.org"], sender=sender, message_id=received)  # fmt: skip
+        traffic.message(
+            when + timedelta(seconds=1), "", ("", ""), ["bob.home@gmail.com"], uid=5000,
+            sender=sender, message_id=forwarded,
+            status="bounced" if index % 3 == 0 else "sent",
+            reply="550 5.7.1 [gmail] Our system has detected that this message is likely unsolicited mail" if index % 3 == 0 else "250 2.0.0 OK",
+        )  # fmt: skip
+    return {(alert.subject_kind, alert.subject) for alert in traffic.alerts}
+
+
+def test_a_sieve_redirect_of_received_spam_is_not_the_mail_uids_doing() -> None:
+    """Copies that re-send mail the host just received (same Message-ID) score nothing; the
+    same copies with Message-IDs of their own are a script's spam; and one received
+    Message-ID reused for every copy excuses only the first few."""
+    ids = [f"{index}.spam@deals.example" for index in range(40)]
+    assert _forwarding_mailbox(ids, ids) == set()
+    fresh = [f"{index}.own@mx.example.org" for index in range(40)]
+    assert ("uid", "5000") in _forwarding_mailbox(ids, fresh)
+    reused = [ids[0]] + [""] * 39
+    assert ("uid", "5000") in _forwarding_mailbox(reused, [ids[0]] * 40)
 
 
 def test_trusted_uid_is_ignored() -> None:

@@ -58,6 +58,9 @@ PRUNE_EVERY = 86400.0
 STATE_TTL = 86400.0 + 600.0  # the longest window, and a margin
 SAME_LOGIN = 1800.0  # the same user from the same address again within this: no news
 COUNTED_TTL = 6 * 3600.0  # a recipient's first outcome is known within hours
+FORWARD_SPAN = 900.0  # a Sieve redirect or a .forward re-sends a received message at once
+FORWARDS_PER_RECIPIENT = 4  # copies one received message may excuse, per recipient ...
+MAX_FORWARDS = 100  # ... and at most this many in all
 PROFILE_TTL = 400 * 86400.0
 
 
@@ -108,6 +111,9 @@ class Detector:
         )
         self._logins: Recent[tuple[str, str], float] = Recent(SAME_LOGIN)
         self._counted: Recent[tuple[str, str, str], bool] = Recent(COUNTED_TTL)
+        # (host, Message-ID) of mail received lately -> forwards it may still excuse
+        self._received: Recent[tuple[str, str], int] = Recent(FORWARD_SPAN)
+        self._forwards: Recent[tuple[str, str], bool] = Recent(COUNTED_TTL)  # (host, queue ID)
         self.rules = SubjectRules(settings)
         self._allowed = self.rules.allowed
         self._ip_allowed = self.rules.ip_allowed
@@ -209,13 +215,37 @@ class Detector:
         return state
 
     def _subjects(self, message: Message) -> tuple[Subject, ...]:
+        if message.pickup_uid is not None and (message.host, message.queue_id) in self._forwards:
+            return ()
         return self.rules.subjects(message)
+
+    def _is_forward(self, message: Message) -> bool:
+        """Whether a local submission re-sends a message this host received lately: a Sieve
+        redirect or a ``.forward`` through sendmail keeps the Message-ID, and the mail uid
+        that sends it wrote none of it (the spam a mailbox receives is forwarded too).
+
+        Each received message excuses a few copies per recipient and no more, so a script
+        reusing one Message-ID for its spam is still scored from the first copies past that.
+        """
+        key = (message.host, message.message_id)
+        left = self._received.get(key) if message.message_id else None
+        if not left:
+            return False
+        self._received.put(key, left - 1)
+        self._forwards.put((message.host, message.queue_id), True)
+        return True
 
     # --- handlers ------------------------------------------------------------------------
 
     def _on_accepted(self, item: Accepted, now: float) -> list[Finding]:
         message = item.message
         if message.rejected or message.orig_queue_id:
+            return []
+        if message.pickup_uid is None:
+            if message.message_id:
+                copies = min(FORWARDS_PER_RECIPIENT * max(message.nrcpt or 1, 1), MAX_FORWARDS)
+                self._received.put((message.host, message.message_id), copies)
+        elif self._is_forward(message):
             return []
         out: list[Finding] = []
         learning = self.learning
@@ -468,6 +498,8 @@ class Detector:
         self.shared.expire(now)
         self._logins.expire(now)
         self._counted.expire(now)
+        self._received.expire(now)
+        self._forwards.expire(now)
         self.book.expire(now)
         self.profiles.expire(now)
         if now >= self._next_commit:
