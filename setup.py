@@ -47,8 +47,9 @@ COMPILED = [
 
 def ext_modules() -> list[object]:
     """The framing speedup, and the mypyc extensions when ``POSTWATCH_MYPYC`` asks for them."""
+    extensions: list[object] = [FRAMING]
     if os.environ.get("POSTWATCH_MYPYC", "").lower() not in {"1", "yes", "true"}:
-        return [FRAMING]
+        return extensions
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
@@ -56,7 +57,7 @@ def ext_modules() -> list[object]:
             "POSTWATCH_MYPYC=1 needs mypy in the build environment: "
             "pip install mypy setuptools wheel, then pip install --no-build-isolation ."
         ) from exc
-    return [FRAMING, *mypycify(COMPILED, opt_level="3", group_name="postwatch_native")]
+    return [*extensions, *mypycify(COMPILED, opt_level="3", group_name="postwatch_native")]
 
 
 setup(ext_modules=ext_modules())

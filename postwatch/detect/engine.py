@@ -243,7 +243,7 @@ class Detector:
             return []
         if message.pickup_uid is None:
             if message.message_id:
-                copies = min(FORWARDS_PER_RECIPIENT * max(message.nrcpt or 1, 1), MAX_FORWARDS)
+                copies = min(FORWARDS_PER_RECIPIENT * (message.nrcpt or 1), MAX_FORWARDS)
                 self._received.put((message.host, message.message_id), copies)
         elif self._is_forward(message):
             return []

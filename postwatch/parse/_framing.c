@@ -204,14 +204,16 @@ stamp_time(FrameStream *self, PyObject *text, PyObject *stamp)
     return PyObject_CallFunctionObjArgs(self->traditional, stamp, month, NULL);
 }
 
-/* The cached split of ``head`` (a borrowed reference), splitting and caching it first
- * when it is new; NULL on error. */
+/* The cached split of ``head`` (a new reference), splitting and caching it first when it
+ * is new; NULL on error. */
 static PyObject *
 split_head(FrameStream *self, PyObject *head_text)
 {
     PyObject *head = PyDict_GetItemWithError(self->heads, head_text);
-    if (head != NULL || PyErr_Occurred())
-        return head;
+    if (head != NULL)
+        return Py_NewRef(head);
+    if (PyErr_Occurred())
+        return NULL;
     head = PyObject_CallOneArg(self->split_head, head_text);
     if (head == NULL)
         return NULL;
@@ -222,9 +224,9 @@ split_head(FrameStream *self, PyObject *head_text)
     }
     if (PyDict_GET_SIZE(self->heads) >= self->cache_limit)
         PyDict_Clear(self->heads);
-    int failed = PyDict_SetItem(self->heads, head_text, head);
-    Py_DECREF(head); /* the dict holds it now */
-    return failed ? NULL : PyDict_GetItemWithError(self->heads, head_text);
+    if (PyDict_SetItem(self->heads, head_text, head) < 0)
+        Py_CLEAR(head);
+    return head;
 }
 
 /* The LogLine of one stripped line through the hot path; Py_None when __call__ must frame
@@ -254,7 +256,7 @@ frame_hot(FrameStream *self, PyObject *text, PyObject *lineno)
         Py_DECREF(ts);
         return NULL;
     }
-    PyObject *head = Py_XNewRef(split_head(self, head_text));
+    PyObject *head = split_head(self, head_text);
     Py_DECREF(head_text);
     if (head == NULL) {
         Py_DECREF(ts);
