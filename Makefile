@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test bench lint system-deps clean
 
-$(STAMP): pyproject.toml setup.py postwatch/parse/_framing.c
+$(STAMP): pyproject.toml setup.py postwatch/parse/_framing.c postwatch/parse/_shapes.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -1,8 +1,9 @@
-"""Build hook: the framer's C speedup, and an opt-in compiled build of the replay hot path.
+"""Build hook: the C speedups, and an opt-in compiled build of the replay hot path.
 
-``postwatch.parse._framing`` (the framer's hot path, ``postwatch/parse/_framing.c``) is
-built when a C compiler and the Python headers are there; without them the build goes on
-without it (``optional``) and the framer runs in Python, giving the same lines, slower.
+``postwatch.parse._framing`` (the framer's hot path, ``postwatch/parse/_framing.c``) and
+``postwatch.parse._shapes`` (the parser's commonest Postfix shapes) are built when a C
+compiler and the Python headers are there; without them the build goes on without them
+(``optional``) and framer and parser run in Python, giving the same results, slower.
 With ``POSTWATCH_MYPYC=1`` the per-line path (framer, parser, correlator, tally,
 pipeline, geography and the anomaly engine) is compiled to C extensions by mypyc, which
 makes replay and watch faster (``make bench`` measures both builds)::
@@ -21,7 +22,11 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 
-FRAMING = Extension("postwatch.parse._framing", ["postwatch/parse/_framing.c"], optional=True)
+# The C speedups: the framer's hot path, and the parser's commonest shapes.
+SPEEDUPS = [
+    Extension(f"postwatch.parse.{name}", [f"postwatch/parse/{name}.c"], optional=True)
+    for name in ("_framing", "_shapes")
+]
 
 # Every module here is type-checked by mypy and must keep working when compiled: no
 # identity tests on tuple values (mypyc may unbox and rebox them), annotations that hold.
@@ -46,8 +51,8 @@ COMPILED = [
 
 
 def ext_modules() -> list[object]:
-    """The framing speedup, and the mypyc extensions when ``POSTWATCH_MYPYC`` asks for them."""
-    extensions: list[object] = [FRAMING]
+    """The C speedups, and the mypyc extensions when ``POSTWATCH_MYPYC`` asks for them."""
+    extensions: list[object] = list(SPEEDUPS)
     if os.environ.get("POSTWATCH_MYPYC", "").lower() not in {"1", "yes", "true"}:
         return extensions
     try:

@@ -41,13 +41,13 @@ def _both(build: Path, args: list[str], cwd: Path) -> tuple[str, str]:
 
 
 def test_the_per_line_path_is_really_compiled(build: Path, tmp_path: Path) -> None:
-    """Framer (and its C speedup), parser, correlator and detector load as C extensions from
-    the build."""
+    """Framer and parser (and their C speedups), correlator and detector load as C
+    extensions from the build."""
     argv, env = compiled.command(build)
-    probe = "import postwatch.parse.syslog as a, postwatch.correlate as b, postwatch.detect.engine as c, postwatch.parse._framing as d; print(a.__file__, b.__file__, c.__file__, d.__file__)"
+    probe = "import postwatch.parse.syslog as a, postwatch.correlate as b, postwatch.detect.engine as c, postwatch.parse._framing as d, postwatch.parse._shapes as e; print(a.__file__, b.__file__, c.__file__, d.__file__, e.__file__)"
     argv = [*argv[:-1], probe]
     files = _run(argv, env, tmp_path).split()
-    assert len(files) == 4
+    assert len(files) == 5
     assert all(name.endswith(".so") and name.startswith(str(build)) for name in files)
 
 

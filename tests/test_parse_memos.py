@@ -39,22 +39,22 @@ def test_disconnect_counter_memo_stays_bounded():
     for n in range(smtpd.COUNTERS_LIMIT + 50):
         event = parser(smtpd_line(DISCONNECT.format(n=n)))
         assert event.counters[-1] == ("commands", n, 3)
-        assert len(smtpd._COUNTERS) <= smtpd.COUNTERS_LIMIT
+        assert len(smtpd.COUNTERS) <= smtpd.COUNTERS_LIMIT
 
 
 def test_long_counter_text_is_not_remembered():
     """A counter text longer than the key limit is parsed every time and never stored."""
-    smtpd._COUNTERS.clear()
+    smtpd.COUNTERS.clear()
     tail = " ehlo=1" * (smtpd.COUNTERS_KEY_LENGTH // 7 + 1)
     event = Parser()(smtpd_line(f"disconnect from unknown[192.0.2.23]{tail}"))
     assert event.counters == (("ehlo", 1, 1),) * (smtpd.COUNTERS_KEY_LENGTH // 7 + 1)
-    assert smtpd._COUNTERS == {}
+    assert smtpd.COUNTERS == {}
 
 
 def test_remembered_counters_equal_fresh_ones():
     """The second line with the same counter text gives the counters the first one did."""
     parser = Parser()
-    smtpd._COUNTERS.clear()
+    smtpd.COUNTERS.clear()
     first = parser(smtpd_line(DISCONNECT.format(n=2)))
     second = parser(smtpd_line(DISCONNECT.format(n=2)))
     assert first == second

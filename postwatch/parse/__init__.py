@@ -16,10 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from postwatch.parse import postfix
+from postwatch.parse import events, postfix, smtpd
 from postwatch.parse.dovecot import PROCESSES, PROGRAMS, parse_dovecot
 from postwatch.parse.events import Event, Unparsed
 from postwatch.records import LogLine
+
+try:  # the most common Postfix shapes in C, when the build made it (setup.py)
+    from postwatch.parse._shapes import Shapes
+except ImportError:  # pragma: no cover - a build without a C compiler
+    Shapes = None
 
 __all__ = ["PATTERN_NAMES", "Parser", "program_family"]
 
@@ -56,14 +61,32 @@ def program_family(program: str) -> str:
 
 
 class Parser:
-    """Typed events from framed lines; build once, call per line."""
+    """Typed events from framed lines; build once, call per line.
 
-    def __init__(self) -> None:
+    With the C speedup (``postwatch.parse._shapes``), the commonest Postfix shapes are
+    read there first: the same events, without the regular expressions.  ``native=False``
+    parses everything in Python.
+    """
+
+    def __init__(self, *, native: bool = True) -> None:
         # program -> route; programs are few, the map is cleared if a stream invents many.
         self._routes: dict[str, Callable[[LogLine], Claim | None]] = {}
+        self._shapes: Callable[[LogLine], Event | None] | None = None
+        if native and Shapes is not None:
+            self._shapes = Shapes(
+                connect=events.Connect, disconnect=events.Disconnect,
+                tls=events.TlsEstablished, client=events.ClientAccepted,
+                removed=events.Removed, queue_active=events.QueueActive,
+                message_id=events.MessageId, delivery=events.Delivery,
+                counters=smtpd.COUNTERS,
+            )  # fmt: skip
 
     def __call__(self, line: LogLine) -> Event:
         """The event ``line`` says, or ``Unparsed(line)``."""
+        if self._shapes is not None:
+            known = self._shapes(line)
+            if known is not None:
+                return known
         program = line.program
         route = self._routes.get(program)
         if route is None:

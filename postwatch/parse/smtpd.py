@@ -42,7 +42,7 @@ _disconnect = re.compile(rf"disconnect from {CLIENT}(.*)\Z").match
 _counters_tail = re.compile(r"(?: [\w-]+=\d{1,15}(?:/\d{1,15})?)*\Z").match
 _counter = re.compile(r"([\w-]+)=(\d{1,15})(?:/(\d{1,15}))?").findall
 # counter text -> counters: a few hundred distinct tails in a busy day's log; cleared when full
-_COUNTERS: dict[str, tuple[tuple[str, int, int], ...]] = {}
+COUNTERS: dict[str, tuple[tuple[str, int, int], ...]] = {}
 COUNTERS_LIMIT = 4096
 COUNTERS_KEY_LENGTH = 200
 _TLS_STARTS = ("Anonymous TLS ", "Trusted TLS ", "Verified TLS ", "Untrusted TLS ", "TLS ")
@@ -123,7 +123,7 @@ def parse_smtpd(line: LogLine) -> Claim | None:
 def disconnect(line: LogLine, match: re.Match[str]) -> Disconnect | None:
     """``disconnect from name[addr] ehlo=1 auth=0/1 commands=1/2`` (counters since 3.0)."""
     name, addr, _port, tail = match.groups()
-    counters = _COUNTERS.get(tail)
+    counters = COUNTERS.get(tail)
     if counters is None:
         if _counters_tail(tail) is None:
             return None
@@ -131,9 +131,9 @@ def disconnect(line: LogLine, match: re.Match[str]) -> Disconnect | None:
             (command, int(ok), int(total or ok)) for command, ok, total in _counter(tail)
         )
         if len(tail) <= COUNTERS_KEY_LENGTH:
-            if len(_COUNTERS) >= COUNTERS_LIMIT:
-                _COUNTERS.clear()
-            _COUNTERS[tail] = counters
+            if len(COUNTERS) >= COUNTERS_LIMIT:
+                COUNTERS.clear()
+            COUNTERS[tail] = counters
     return _new(Disconnect, (line, name, addr, counters))
 
 

@@ -1,0 +1,145 @@
+"""The parser's C shapes (postwatch/parse/_shapes.c) give exactly the events the Python
+patterns give, on every real line and on hostile variants of the common shapes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC
+
+from conftest import MAILLOGS
+from test_corpus import FILES, corpus_lines
+
+from bench.generate import generate
+from postwatch.parse import Parser, events, smtpd
+from postwatch.parse.syslog import Framer
+from postwatch.records import LogLine
+
+FAST, SLOW = Parser(), Parser(native=False)
+SHAPES = (
+    events.Connect, events.Disconnect, events.TlsEstablished, events.ClientAccepted,
+    events.Removed, events.QueueActive, events.MessageId, events.Delivery,
+)  # fmt: skip
+
+
+def _shapes(line: LogLine):
+    assert FAST._shapes is not None, "the C parsing speedup was not built (setup.py)"
+    return FAST._shapes(line)
+
+
+def compare(lines: Iterable[LogLine]) -> tuple[Counter[str], Counter[str]]:
+    """(events per kind, events the C shapes gave per kind); every C event equals Python's."""
+    seen: Counter[str] = Counter()
+    claimed: Counter[str] = Counter()
+    for line in lines:
+        want = SLOW(line)  # fills the counter memo first, as a parse in Python would
+        got = _shapes(line)
+        seen[type(want).__name__] += 1
+        if got is not None:
+            assert type(got) is type(want), (line.message, got, want)
+            assert got == want, line.message
+            claimed[type(got).__name__] += 1
+    return seen, claimed
+
+
+def _framed(paths) -> list[LogLine]:
+    framer = Framer(tz=UTC, year=2026)
+    lines = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        lines += framer.frame_lines(text.splitlines(), str(path))
+    return lines
+
+
+def test_real_lines_and_fixtures_give_the_same_events(corpus):
+    """Every real corpus line, annotated sample and fixture log line: the same event."""
+    lines = [line for path in FILES for line in corpus_lines(path)]
+    lines += _framed(sorted(MAILLOGS.rglob("*.log")))
+    _, claimed = compare(lines)
+    assert len(lines) > 30_000
+    for shape in SHAPES:  # the C path is used on each shape, not only left to Python
+        assert claimed[shape.__name__] > 100, shape.__name__
+
+
+def test_generated_traffic_is_read_in_c(tmp_path):
+    """On a busy server's traffic (short and long queue IDs, both stamp styles) the C shapes
+    take nearly every line of their kinds, with the Python parser's events."""
+    for long_ids, stamps in ((False, "traditional"), (True, "rfc3339")):
+        path = tmp_path / f"{long_ids}.log"
+        generate(path, 20_000, seed=5, accounts=40, long_ids=long_ids, stamps=stamps)
+        seen, claimed = compare(_framed([path]))
+        for shape in SHAPES[1:]:  # Connect events also come from postscreen, left to Python
+            name = shape.__name__
+            assert claimed[name] >= 0.98 * seen[name] > 0, (long_ids, name)
+        assert claimed["Connect"] > 0.5 * seen["Connect"]
+
+
+TS = Framer(tz=UTC, year=2026)("Nov 23 10:00:00 mx postfix/qmgr[1]: x").ts
+# One real-shaped line of each kind, with every optional field present somewhere.
+SEEDS = [
+    ("postfix/smtpd", "connect from mail.example.net[192.0.2.10]:52103"),
+    ("postfix/submission/smtpd", "disconnect from unknown[198.51.100.7] ehlo=1 auth=0/1 commands=1/2"),
+    ("postfix/smtpd", "disconnect from unknown[198.51.100.7]:61000 ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4"),
+    ("postfix/smtpd", "Anonymous TLS connection established from a.example[192.0.2.1]:4000: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"),
+    ("postfix/smtp", "Verified TLS connection established to mx.example.org[203.0.113.5]:25: TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)"),
+    ("postfix/submission/smtpd", "3B7C61E0041: client=unknown[198.51.100.7]:61000, sasl_method=LOGIN, sasl_username=alice@example.com"),
+    ("postfix/smtpd", "4Xk9Lm2Pq5zB7c: client=mail.example.net[192.0.2.10]"),
+    ("postfix/qmgr", "3B7C61E0041: from=<alice@example.com>, size=1520, nrcpt=2 (queue active)"),
+    ("postfix/qmgr", "3B7C61E0041: removed"),
+    ("postfix/qmgr", "3B7C61E0041: from=<>, size=3012, nrcpt=1 (queue active)"),
+    ("postfix/cleanup", "3B7C61E0041: message-id=<20261123.abc@example.com>"),
+    ("postfix/smtp", "3B7C61E0041: to=<bob@example.org>, orig_to=<b@example.org>, relay=mx.example.org[203.0.113.5]:25, conn_use=2, delay=1.2, delays=0.1/0/0.5/0.6, tls=TLSv1.3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 9F1E2D3C4B)"),
+    ("postfix/local", "3B7C61E0041: to=<carol@example.com>, relay=local, delay=0.05, delays=0.01/0/0/0.04, dsn=5.1.1, tls=none, status=bounced (unknown user: \"carol\")"),
+    ("postfix/lmtp", "4Xk9Lm2Pq5zB7c: to=<dave@example.com>, relay=mail.example.com[private/dovecot-lmtp], delay=0.49, dsn=2.0.0, status=sent (250 2.0.0 <dave@example.com> Saved; forwarded as 4Xk9Lm2Pq6zB7d)"),
+]  # fmt: skip
+# What attackers put in addresses, login names and replies, and what breaks a field.
+TRICKS = [
+    "<", ">", '"', "[", "]", ":", ",", " ", "(", ")", "=", "/", ".", "-", "z", "w", "0", "9", "A",
+    "000", "12345678901",
+    "\n", "\t", "\xa0", "\u2028", "\u0665", "\u00b2", "\U0001f600",
+    ", sasl_username=", ", sasl_sender=<x>", ", orig_client=a[1.2.3.4]", ", status=sent",
+    ", dsn=2.0.0", ", tls=x", ", delay=", ", conn_use=1", " (queue active)", ", size=1",
+    "queued as 0123456789AB", "forwarded as 4Xk9Lm2Pq5zB7c", "1234567890123456", ": ",
+    " with cipher ", "]: ", "to=<", ", orig_to=<",
+]  # fmt: skip
+
+
+def variants() -> list[tuple[str, str]]:
+    """Each seed line with a character taken out, or a trick put in or in its place, at
+    every position."""
+    out: list[tuple[str, str]] = []
+    for program, message in SEEDS:
+        for at in range(len(message) + 1):
+            out.append((program, message[:at] + message[at + 1 :]))
+            for trick in TRICKS:
+                out.append((program, message[:at] + trick + message[at:]))
+                out.append((program, message[:at] + trick + message[at + 1 :]))
+    return out
+
+
+def test_hostile_variants_give_the_same_events():
+    """Tens of thousands of damaged and attacker-shaped variants of the common shapes: the C
+    path gives Python's event or leaves the line to Python, never another reading."""
+    smtpd.COUNTERS.clear()
+    lines = [
+        LogLine(TS, "mx", program, 1, message, "x", n)
+        for n, (program, message) in enumerate(variants())
+    ]
+    lines += [line._replace(program="postfix/qmgr") for line in lines[:5000]]
+    seen, claimed = compare(lines)
+    for shape in SHAPES:  # variants that still read as the shape were read in C
+        assert claimed[shape.__name__] >= 100, shape.__name__
+    assert sum(seen.values()) - sum(claimed.values()) > 50_000  # the rest left to Python
+
+
+def test_a_new_disconnect_tail_is_read_in_python_first():
+    """The C path reads only counter texts the Python parser has read (and memoised):
+    a new one is Python's, the next line with it is C's, with the same counters."""
+    smtpd.COUNTERS.clear()
+    line = LogLine(
+        TS, "mx", "postfix/smtpd", 1, "disconnect from a[192.0.2.1] ehlo=1 quit=1", "x", 1
+    )
+    assert _shapes(line) is None
+    event = FAST(line)
+    assert event.counters == (("ehlo", 1, 1), ("quit", 1, 1))
+    assert _shapes(line) == event
