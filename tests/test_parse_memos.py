@@ -73,13 +73,13 @@ def test_dovecot_component_memo_stays_bounded():
     for n in range(dovecot.COMPONENTS_LIMIT + 50):
         event = parser(LogLine(TS, "server", "dovecot", None, LMTP_USER.format(n=n)))
         assert (event.kind, event.user) == ("dovecot_session", f"user{n}@test.com")
-        assert len(dovecot._COMPONENTS) <= dovecot.COMPONENTS_LIMIT
+        assert len(dovecot.COMPONENTS) <= dovecot.COMPONENTS_LIMIT
 
 
 def test_dovecot_component_memo_keeps_pid_and_user_apart():
     """lmtp(PID) gives no user and lmtp(user) its user, whichever was seen first."""
     parser = Parser()
-    dovecot._COMPONENTS.clear()
+    dovecot.COMPONENTS.clear()
     for _ in range(2):
         by_pid = parser(LogLine(TS, "server", "dovecot", None, LMTP_PID.format(n=30301)))
         by_user = parser(LogLine(TS, "server", "dovecot", None, LMTP_USER.format(n=7)))
@@ -89,11 +89,11 @@ def test_dovecot_component_memo_keeps_pid_and_user_apart():
 
 def test_long_dovecot_component_is_not_remembered():
     """A component longer than the key limit (a crafted user name) is never stored."""
-    dovecot._COMPONENTS.clear()
+    dovecot.COMPONENTS.clear()
     user = "u" * dovecot.MEMO_KEY_LENGTH
     event = Parser()(LogLine(TS, "server", "dovecot", None, IMAP_LOGOUT.format(user=user)))
     assert (event.kind, event.user) == ("dovecot_session", user)
-    assert dovecot._COMPONENTS == {}
+    assert dovecot.COMPONENTS == {}
 
 
 def test_framer_head_memo_stays_bounded():

@@ -19,6 +19,7 @@ FAST, SLOW = Parser(), Parser(native=False)
 SHAPES = (
     events.Connect, events.Disconnect, events.TlsEstablished, events.ClientAccepted,
     events.Removed, events.QueueActive, events.MessageId, events.Delivery,
+    events.PostscreenVerdict, events.DovecotSession,
 )  # fmt: skip
 
 
@@ -58,7 +59,7 @@ def test_real_lines_and_fixtures_give_the_same_events(corpus):
     _, claimed = compare(lines)
     assert len(lines) > 30_000
     for shape in SHAPES:  # the C path is used on each shape, not only left to Python
-        assert claimed[shape.__name__] > 100, shape.__name__
+        assert claimed[shape.__name__] > 50, shape.__name__
 
 
 def test_generated_traffic_is_read_in_c(tmp_path):
@@ -68,10 +69,10 @@ def test_generated_traffic_is_read_in_c(tmp_path):
         path = tmp_path / f"{long_ids}.log"
         generate(path, 20_000, seed=5, accounts=40, long_ids=long_ids, stamps=stamps)
         seen, claimed = compare(_framed([path]))
-        for shape in SHAPES[1:]:  # Connect events also come from postscreen, left to Python
+        for shape in SHAPES:  # postscreen's rarer verdicts (DNSBL, PREGREET...) are Python's
             name = shape.__name__
-            assert claimed[name] >= 0.98 * seen[name] > 0, (long_ids, name)
-        assert claimed["Connect"] > 0.5 * seen["Connect"]
+            share = 0.8 if shape is events.PostscreenVerdict else 0.95
+            assert claimed[name] >= share * seen[name] > 0, (long_ids, name)
 
 
 TS = Framer(tz=UTC, year=2026)("Nov 23 10:00:00 mx postfix/qmgr[1]: x").ts
@@ -90,6 +91,12 @@ SEEDS = [
     ("postfix/cleanup", "3B7C61E0041: message-id=<20261123.abc@example.com>"),
     ("postfix/smtp", "3B7C61E0041: to=<bob@example.org>, orig_to=<b@example.org>, relay=mx.example.org[203.0.113.5]:25, conn_use=2, delay=1.2, delays=0.1/0/0.5/0.6, tls=TLSv1.3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 9F1E2D3C4B)"),
     ("postfix/local", "3B7C61E0041: to=<carol@example.com>, relay=local, delay=0.05, delays=0.01/0/0/0.04, dsn=5.1.1, tls=none, status=bounced (unknown user: \"carol\")"),
+    ("postfix/postscreen", "CONNECT from [192.0.2.1]:45334 to [203.0.113.25]:25"),
+    ("postfix/postscreen", "PASS NEW [2001:db8::7]:5000"),
+    ("dovecot", "lmtp(887185): Connect from local"),
+    ("dovecot", "imap(alice@example.com)<4312><kPqVw3M>: Logged out in=12 out=345"),
+    ("dovecot", "lda(bob): Info: msgid=<x@example.com>: saved mail to INBOX"),
+    ("dovecot", "lmtp(bob@example.com): Warn: quota exceeded"),
     ("postfix/lmtp", "4Xk9Lm2Pq5zB7c: to=<dave@example.com>, relay=mail.example.com[private/dovecot-lmtp], delay=0.49, dsn=2.0.0, status=sent (250 2.0.0 <dave@example.com> Saved; forwarded as 4Xk9Lm2Pq6zB7d)"),
 ]  # fmt: skip
 # What attackers put in addresses, login names and replies, and what breaks a field.

@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from postwatch.parse import events, postfix, smtpd
-from postwatch.parse.dovecot import PROCESSES, PROGRAMS, parse_dovecot
+from postwatch.parse import dovecot, events, postfix, smtpd
 from postwatch.parse.events import Event, Unparsed
 from postwatch.records import LogLine
 
@@ -55,7 +54,7 @@ def program_family(program: str) -> str:
     if program == "postfix" or program.startswith("postfix/") or _POSTFIX_INSTANCE(program):
         return "postfix"
     match = _DOVECOT_PROGRAM(program)
-    if match is not None and (match.group(1) in PROGRAMS or match.group(1) in PROCESSES):
+    if match is not None and (match.group(1) in dovecot.PROGRAMS or match.group(1) in dovecot.PROCESSES):
         return "dovecot"
     return ""
 
@@ -78,7 +77,8 @@ class Parser:
                 tls=events.TlsEstablished, client=events.ClientAccepted,
                 removed=events.Removed, queue_active=events.QueueActive,
                 message_id=events.MessageId, delivery=events.Delivery,
-                counters=smtpd.COUNTERS,
+                verdict=events.PostscreenVerdict, session=events.DovecotSession,
+                counters=smtpd.COUNTERS, components=dovecot.COMPONENTS, levels=dovecot.LEVELS,
             )  # fmt: skip
 
     def __call__(self, line: LogLine) -> Event:
@@ -116,7 +116,7 @@ class Parser:
         if family == "postfix":
             route = postfix.route(program.rpartition("/")[2])
         elif family == "dovecot":
-            route = parse_dovecot
+            route = dovecot.parse_dovecot
         else:
             route = _no_route
         if len(self._routes) >= _ROUTE_LIMIT:

@@ -1,9 +1,11 @@
-/* The parser's most common Postfix shapes in C: Shapes(line) -> event, or None.
+/* The parser's most common shapes in C: Shapes(line) -> event, or None.
  *
- * About two lines in three of a busy server's log are one of eight shapes: smtpd's
+ * About four lines in five of a busy server's log are one of a few shapes: smtpd's
  * "connect from", "disconnect from" (counters already seen), "TLS connection established",
  * "QID: client=" (without or with a plain SASL login), qmgr's "removed" and "queue active",
- * cleanup's "message-id=", and a delivery agent's "to=<...>, relay=..., status=...".  For
+ * cleanup's "message-id=", a delivery agent's "to=<...>, relay=..., status=...",
+ * postscreen's "CONNECT from" and "PASS OLD|NEW", and a Dovecot mail session's lines
+ * (lmtp, imap: a process the Python parser has already described).  For
  * those this builds the event the Python parser would build, with the same fields, without
  * a regular expression.  It claims a line only when it has followed the Python pattern's
  * match to the end, character class by character class; for anything else (another shape,
@@ -19,12 +21,17 @@
 #include <Python.h>
 #include <string.h>
 
-enum { CONNECT, DISCONNECT, TLS, CLIENT, REMOVED, QUEUE_ACTIVE, MESSAGE_ID, DELIVERY, KINDS };
+enum {
+    CONNECT, DISCONNECT, TLS, CLIENT, REMOVED, QUEUE_ACTIVE, MESSAGE_ID, DELIVERY, VERDICT,
+    SESSION, KINDS
+};
 
 typedef struct {
     PyObject_HEAD
     PyTypeObject *types[KINDS]; /* the event classes, in the order above */
     PyObject *counters;         /* smtpd.COUNTERS: disconnect tail -> counters */
+    PyObject *components;       /* dovecot.COMPONENTS: "lmtp(123)" -> what it is */
+    PyObject *levels;           /* dovecot.LEVELS: "Info" -> "info" */
 } Shapes;
 
 typedef struct {
@@ -587,6 +594,110 @@ delivery(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
     return build(self->types[DELIVERY], items, 12);
 }
 
+/* --- postscreen, Dovecot sessions ----------------------------------------------------- */
+
+/* \[([^\s\[\]]*)\]:(\d{1,15}) at i: the end of the port (-1); the address and port spans */
+static Py_ssize_t
+peer_at(const Text *t, Py_ssize_t i, Py_ssize_t span[4])
+{
+    if (!at(t, i, "["))
+        return -1;
+    span[0] = i + 1;
+    span[1] = name_run(t, span[0]);
+    if (!at(t, span[1], "]:"))
+        return -1;
+    span[2] = span[1] + 2;
+    Py_ssize_t n = digits(t, span[2], 15);
+    if (n <= 0)
+        return -1;
+    span[3] = span[2] + n;
+    return span[3];
+}
+
+/* CONNECT from [a]:p to [b]:\d+\Z, and PASS OLD|NEW [a]:p\Z */
+static PyObject *
+postscreen(Shapes *self, PyObject *line, const Text *m)
+{
+    Py_ssize_t peer[4], i;
+    if (at(m, 0, "CONNECT from ")) {
+        if ((i = peer_at(m, 13, peer)) < 0 || !at(m, i, " to [")
+            || (i = name_run(m, i + 5)) >= m->len || !at(m, i, "]:"))
+            return NULL;
+        Py_ssize_t n = digits(m, i + 2, PY_SSIZE_T_MAX);
+        if (n <= 0 || i + 2 + n != m->len)
+            return NULL;
+        PyObject *items[] = {
+            Py_NewRef(line), Py_NewRef(empty), slice(m, peer[0], peer[1]),
+            PyLong_FromLongLong(number(m, peer[2], peer[3] - peer[2])),
+        };
+        return build(self->types[CONNECT], items, 4);
+    }
+    if (!(at(m, 0, "PASS OLD ") || at(m, 0, "PASS NEW ")) || peer_at(m, 9, peer) != m->len)
+        return NULL;
+    PyObject *items[] = {
+        Py_NewRef(line), slice(m, 0, 8), slice(m, peer[0], peer[1]),
+        PyLong_FromLongLong(number(m, peer[2], peer[3] - peer[2])), Py_NewRef(empty),
+    };
+    return build(self->types[VERDICT], items, 5);
+}
+
+/* The first ": " at or after i (-1). */
+static Py_ssize_t
+colon_space(const Text *t, Py_ssize_t i)
+{
+    for (; i + 1 < t->len; i++)
+        if (CH(t, i) == ':' && CH(t, i + 1) == ' ')
+            return i;
+    return -1;
+}
+
+/* The Dovecot level t[start:end] names ("Info" -> "info"), borrowed; NULL for none. */
+static PyObject *
+level_of(Shapes *self, const Text *t, Py_ssize_t start, Py_ssize_t end)
+{
+    PyObject *name = slice(t, start, end), *level;
+    if (name == NULL)
+        return NULL;
+    level = PyDict_GetItemWithError(self->levels, name);
+    Py_DECREF(name);
+    return level;
+}
+
+/* dovecot: "COMPONENT: text" or "COMPONENT: Info: text", the component a mail session that
+ * dovecot.py has already described (lmtp(123), imap(user)) */
+static PyObject *
+dovecot(Shapes *self, PyObject *line, const Text *m)
+{
+    Py_ssize_t colon = colon_space(m, 0);
+    if (colon <= 0)  /* (Dovecot 1.x's "Info: imap(u): ..." is no session: no level is) */
+        return NULL;
+    PyObject *component = slice(m, 0, colon), *known;
+    if (component == NULL)
+        return NULL;
+    known = PyDict_GetItemWithError(self->components, component);
+    Py_DECREF(component);
+    if (known == NULL || !PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 5
+        || !PyUnicode_Check(PyTuple_GET_ITEM(known, 2))
+        || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(known, 2), "session") != 0)
+        return NULL;
+    Py_ssize_t body = colon + 2, second = colon_space(m, body);
+    if (second > body && second - body < 8) {
+        PyObject *level = level_of(self, m, body, second);
+        if (level != NULL) {
+            if (!PyUnicode_Check(level) || PyUnicode_CompareWithASCIIString(level, "info") != 0)
+                return NULL;  /* the Python parser writes the other levels back its way */
+            body = second + 2;
+        }
+        else if (PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *items[] = {
+        Py_NewRef(line), Py_NewRef(PyTuple_GET_ITEM(known, 3)),
+        Py_NewRef(PyTuple_GET_ITEM(known, 4)), slice(m, body, m->len),
+    };
+    return build(self->types[SESSION], items, 4);
+}
+
 /* --- the call ------------------------------------------------------------------------- */
 
 static int
@@ -609,14 +720,22 @@ shapes_call(Shapes *self, PyObject *args, PyObject *kwargs)
     if (!PyUnicode_CheckExact(program) || !PyUnicode_CheckExact(message))
         Py_RETURN_NONE;
     Text p = text_of(program), m = text_of(message);
+    PyObject *event = NULL;
+    if (p.len == 7 && at(&p, 0, "dovecot")) {
+        event = dovecot(self, line, &m);
+        if (event == NULL && !PyErr_Occurred())
+            Py_RETURN_NONE;
+        return event;
+    }
     if (!at(&p, 0, "postfix/"))
         Py_RETURN_NONE;
     Py_ssize_t daemon = p.len;  /* the daemon is the last part of the tag */
     while (CH(&p, daemon - 1) != '/')
         daemon--;
-    PyObject *event = NULL;
     if (daemon_is(&p, daemon, "smtpd"))
         event = smtpd(self, line, &m);
+    else if (daemon_is(&p, daemon, "postscreen"))
+        event = postscreen(self, line, &m);
     else {
         int agent = 0;
         for (int k = 0; k < 8 && !agent; k++)
@@ -646,15 +765,16 @@ shapes_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {
         "connect", "disconnect", "tls", "client", "removed", "queue_active", "message_id",
-        "delivery", "counters", NULL,
+        "delivery", "verdict", "session", "counters", "components", "levels", NULL,
     };
-    PyObject *given[KINDS], *counters;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!O!O!O!O!O!O!:Shapes", names,
+    PyObject *given[KINDS], *counters, *components, *levels;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!O!O!O!O!O!O!O!O!O!O!:Shapes", names,
             &PyType_Type, &given[CONNECT], &PyType_Type, &given[DISCONNECT],
             &PyType_Type, &given[TLS], &PyType_Type, &given[CLIENT],
             &PyType_Type, &given[REMOVED], &PyType_Type, &given[QUEUE_ACTIVE],
             &PyType_Type, &given[MESSAGE_ID], &PyType_Type, &given[DELIVERY],
-            &PyDict_Type, &counters))
+            &PyType_Type, &given[VERDICT], &PyType_Type, &given[SESSION],
+            &PyDict_Type, &counters, &PyDict_Type, &components, &PyDict_Type, &levels))
         return NULL;
     for (int k = 0; k < KINDS; k++) {
         if (!PyType_IsSubtype((PyTypeObject *)given[k], &PyTuple_Type)) {
@@ -668,6 +788,8 @@ shapes_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (int k = 0; k < KINDS; k++)
         self->types[k] = (PyTypeObject *)Py_NewRef(given[k]);
     self->counters = Py_NewRef(counters);
+    self->components = Py_NewRef(components);
+    self->levels = Py_NewRef(levels);
     return (PyObject *)self;
 }
 
@@ -677,6 +799,8 @@ shapes_traverse(Shapes *self, visitproc visit, void *arg)
     for (int k = 0; k < KINDS; k++)
         Py_VISIT(self->types[k]);
     Py_VISIT(self->counters);
+    Py_VISIT(self->components);
+    Py_VISIT(self->levels);
     return 0;
 }
 
@@ -686,6 +810,8 @@ shapes_clear(Shapes *self)
     for (int k = 0; k < KINDS; k++)
         Py_CLEAR(self->types[k]);
     Py_CLEAR(self->counters);
+    Py_CLEAR(self->components);
+    Py_CLEAR(self->levels);
     return 0;
 }
 

@@ -44,7 +44,7 @@ _SESSIONS = frozenset({
     "imap", "pop3", "lmtp", "lda", "deliver", "managesieve", "submission", "IMAP", "POP3",
     "imap-hibernate", "indexer-worker", "doveadm",
 })  # fmt: skip
-_LEVELS = {
+LEVELS = {
     "Info": "info", "Warning": "warning", "Warn": "warning", "Error": "error", "Fatal": "fatal",
     "Panic": "panic", "Debug": "debug",
 }  # fmt: skip
@@ -60,7 +60,7 @@ _AUTH_FAILURES = (
 _component = re.compile(r"([A-Za-z][A-Za-z0-9-]*)(?:\((.*?)\))?((?:<[^<>]*>)*)\Z").match
 # component -> what it is (see describe): components repeat (lmtp(pid), imap(user)).
 # Cleared when full.
-_COMPONENTS: dict[str, tuple[str, str, str, str, str]] = {}
+COMPONENTS: dict[str, tuple[str, str, str, str, str]] = {}
 COMPONENTS_LIMIT = 4096
 MEMO_KEY_LENGTH = 200  # longer components (client text) are split every time
 _address_run = re.compile(r"[0-9A-Fa-f:.]+").match
@@ -97,7 +97,7 @@ def split_process(line: LogLine, nested: bool = False) -> tuple[Component, str, 
     if program == "dovecot":
         colon = message.find(": ")
         if 0 < colon < 8:  # Dovecot 1.x: "dovecot: Info: imap-login: ..."
-            level = _LEVELS.get(message[:colon], "")
+            level = LEVELS.get(message[:colon], "")
             if level:
                 message = message[colon + 2 :]
                 colon = message.find(": ")
@@ -107,13 +107,13 @@ def split_process(line: LogLine, nested: bool = False) -> tuple[Component, str, 
             component, body = "", ""
     else:
         component, body = program, message
-    known = _COMPONENTS.get(component)
+    known = COMPONENTS.get(component)
     if known is None:
         known = describe(component)
         if len(component) <= MEMO_KEY_LENGTH:
-            if len(_COMPONENTS) >= COMPONENTS_LIMIT:
-                _COMPONENTS.clear()
-            _COMPONENTS[component] = known
+            if len(COMPONENTS) >= COMPONENTS_LIMIT:
+                COMPONENTS.clear()
+            COMPONENTS[component] = known
     if not known[0]:
         if level or message.startswith("Dovecot v"):  # the 1.x master names no process
             return _MASTER, level or "info", message
@@ -121,7 +121,7 @@ def split_process(line: LogLine, nested: bool = False) -> tuple[Component, str, 
     if not level:
         colon = body.find(": ")
         if 0 < colon < 8:
-            level = _LEVELS.get(body[:colon], "")
+            level = LEVELS.get(body[:colon], "")
             if level:
                 body = body[colon + 2 :]
     if known[0] == "dovecot" and program == "dovecot" and not nested:
