@@ -47,6 +47,7 @@ _POSTFIX_INSTANCE = re.compile(r"postfix-[\w.-]+/").match
 _DOVECOT_PROGRAM = re.compile(r"([A-Za-z][A-Za-z0-9-]*)(?:\(.*\))?(?:<[^<>]*>)*\Z", re.DOTALL).match
 _REPEATED = re.compile(r"message repeated \d{1,9} times: \[ ?(.*)\]\Z", re.DOTALL).match
 _ROUTE_LIMIT = 1024
+_DOVECOT_NAMES = dovecot.PROGRAMS | dovecot.PROCESSES
 
 
 def program_family(program: str) -> str:
@@ -54,7 +55,7 @@ def program_family(program: str) -> str:
     if program == "postfix" or program.startswith("postfix/") or _POSTFIX_INSTANCE(program):
         return "postfix"
     match = _DOVECOT_PROGRAM(program)
-    if match is not None and (match.group(1) in dovecot.PROGRAMS or match.group(1) in dovecot.PROCESSES):
+    if match is not None and match.group(1) in _DOVECOT_NAMES:
         return "dovecot"
     return ""
 
@@ -62,9 +63,10 @@ def program_family(program: str) -> str:
 class Parser:
     """Typed events from framed lines; build once, call per line.
 
-    With the C speedup (``postwatch.parse._shapes``), the commonest Postfix shapes are
-    read there first: the same events, without the regular expressions.  ``native=False``
-    parses everything in Python.
+    With the C speedup (``postwatch.parse._shapes``), the commonest shapes (Postfix's
+    connect/client/queue/delivery lines, postscreen's, Dovecot sessions') are read there
+    first: the same events, without the regular expressions.  ``native=False`` parses
+    everything in Python.
     """
 
     def __init__(self, *, native: bool = True) -> None:
