@@ -20,7 +20,7 @@ from postwatch.parse import dovecot, events, postfix, smtpd
 from postwatch.parse.events import Event, Unparsed
 from postwatch.records import LogLine
 
-try:  # the most common Postfix shapes in C, when the build made it (setup.py)
+try:  # the commonest shapes in C, when the build made it (setup.py)
     from postwatch.parse._shapes import Shapes
 except ImportError:  # pragma: no cover - a build without a C compiler
     Shapes = None

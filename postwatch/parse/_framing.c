@@ -6,7 +6,7 @@
  * is computed by the framer's own _traditional, a head by _split_head, and every other line
  * is framed by the framer's __call__.  The caches and the year stay the framer's: this only
  * reads them (and fills the head cache as frame_lines does), so both paths give the same
- * LogLines in the same state.  tests/test_framing_speedup.py holds them to that.
+ * LogLines in the same state.  tests/test_framing.py holds them to that.
  *
  * Nothing here looks into the message after the first ": " past the head: that is
  * attacker text and is only sliced off.

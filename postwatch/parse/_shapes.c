@@ -14,8 +14,9 @@
  * every real line and on hostile variants of them.
  *
  * Attacker text (addresses, SASL login names, reply texts) is only sliced, never
- * interpreted: the fields around it are found where Postfix writes them, as the patterns in
- * smtpd.py and queue.py find them.
+ * interpreted (but for the "queued as NEXT" that queue.py also reads in a reply): the fields
+ * around it are found where Postfix writes them, as the patterns in smtpd.py and queue.py
+ * find them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -828,7 +829,7 @@ static PyTypeObject ShapesType = {
     .tp_name = "postwatch.parse._shapes.Shapes",
     .tp_basicsize = sizeof(Shapes),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Shapes(*, connect, ..., counters)(line) -> the event of a common shape, or None.",
+    .tp_doc = "Shapes(*, connect=..., levels=...)(line) -> the event of a common shape, or None.",
     .tp_new = shapes_new,
     .tp_call = (ternaryfunc)shapes_call,
     .tp_traverse = (traverseproc)shapes_traverse,
