@@ -85,8 +85,9 @@ class Parser:
 
     def __call__(self, line: LogLine) -> Event:
         """The event ``line`` says, or ``Unparsed(line)``."""
-        if self._shapes is not None:
-            known = self._shapes(line)
+        shapes = self._shapes
+        if shapes is not None:
+            known = shapes(line)
             if known is not None:
                 return known
         program = line.program

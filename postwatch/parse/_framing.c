@@ -140,6 +140,18 @@ strip_ending(PyObject *raw)
     return PyUnicode_Substring(raw, 0, end);
 }
 
+/* Put value (a new reference) under key in one of the framer's caches, emptied first when
+ * full as the framer empties it: value, or NULL (value released) on error. */
+static PyObject *
+cache_put(PyObject *cache, PyObject *key, PyObject *value, Py_ssize_t limit)
+{
+    if (PyDict_GET_SIZE(cache) >= limit)
+        PyDict_Clear(cache);
+    if (PyDict_SetItem(cache, key, value) < 0)
+        Py_CLEAR(value);
+    return value;
+}
+
 /* A new second of a minute the framer has seen, in the month it is in (no year to move):
  * what _traditional computes, cached as it does; NULL without an error when _traditional
  * must do it. */
@@ -169,11 +181,7 @@ same_minute(FrameStream *self, PyObject *stamp, PyObject *month)
     PyObject *when = PyNumber_Add(start, PyList_GET_ITEM(self->seconds, second));
     if (when == NULL)
         return NULL;
-    if (PyDict_GET_SIZE(self->cache) >= self->cache_limit)
-        PyDict_Clear(self->cache);
-    if (PyDict_SetItem(self->cache, stamp, when) < 0)
-        Py_CLEAR(when);
-    return when;
+    return cache_put(self->cache, stamp, when, self->cache_limit);
 }
 
 /* The stamp's datetime, as frame_lines finds it: a new reference, Py_None when there is
@@ -222,11 +230,7 @@ split_head(FrameStream *self, PyObject *head_text)
         PyErr_SetString(PyExc_TypeError, "_split_head must return a 4-tuple");
         return NULL;
     }
-    if (PyDict_GET_SIZE(self->heads) >= self->cache_limit)
-        PyDict_Clear(self->heads);
-    if (PyDict_SetItem(self->heads, head_text, head) < 0)
-        Py_CLEAR(head);
-    return head;
+    return cache_put(self->heads, head_text, head, self->cache_limit);
 }
 
 /* The LogLine of one stripped line through the hot path; Py_None when __call__ must frame

@@ -701,18 +701,49 @@ dovecot(Shapes *self, PyObject *line, const Text *m)
 
 /* --- the call ------------------------------------------------------------------------- */
 
-static int
-daemon_is(const Text *p, Py_ssize_t start, const char *name)
-{
-    return p->len - start == (Py_ssize_t)strlen(name) && at(p, start, name);
-}
+/* What each daemon's lines may be here (smtp and lmtp also log TLS handshakes). */
+enum { SMTPD, POSTSCREEN, QMGR, CLEANUP, AGENT, AGENT_TLS };
+static const struct {
+    const char *name;
+    int role;
+} DAEMONS[] = {
+    {"smtpd", SMTPD}, {"postscreen", POSTSCREEN}, {"qmgr", QMGR}, {"cleanup", CLEANUP},
+    {"smtp", AGENT_TLS}, {"lmtp", AGENT_TLS}, {"local", AGENT}, {"virtual", AGENT},
+    {"pipe", AGENT}, {"error", AGENT}, {"retry", AGENT}, {"discard", AGENT},
+};
 
-static const char *AGENTS[] = {"smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"};
+/* The event of a Postfix daemon's line (the daemon is the tag's last part), or NULL. */
+static PyObject *
+postfix(Shapes *self, PyObject *line, const Text *p, const Text *m)
+{
+    Py_ssize_t daemon = p->len;
+    while (CH(p, daemon - 1) != '/')
+        daemon--;
+    for (size_t k = 0; k < sizeof DAEMONS / sizeof DAEMONS[0]; k++) {
+        const char *name = DAEMONS[k].name;
+        if (p->len - daemon != (Py_ssize_t)strlen(name) || !at(p, daemon, name))
+            continue;
+        int role = DAEMONS[k].role;
+        if (role == SMTPD)
+            return smtpd(self, line, m);
+        if (role == POSTSCREEN)
+            return postscreen(self, line, m);
+        Py_ssize_t qid_end = queue_id_end(m);
+        if (qid_end == 0)
+            return role == AGENT_TLS ? tls(self, line, m) : NULL;
+        if (role == QMGR)
+            return qmgr(self, line, m, qid_end);
+        if (role == CLEANUP)
+            return cleanup(self, line, m, qid_end);
+        return delivery(self, line, m, qid_end);
+    }
+    return NULL;
+}
 
 static PyObject *
 shapes_call(Shapes *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *line;
+    PyObject *line, *event = NULL;
     if (!PyArg_UnpackTuple(args, "Shapes", 1, 1, &line))
         return NULL;
     if (!PyTuple_Check(line) || PyTuple_GET_SIZE(line) < 5)
@@ -721,41 +752,10 @@ shapes_call(Shapes *self, PyObject *args, PyObject *kwargs)
     if (!PyUnicode_CheckExact(program) || !PyUnicode_CheckExact(message))
         Py_RETURN_NONE;
     Text p = text_of(program), m = text_of(message);
-    PyObject *event = NULL;
-    if (p.len == 7 && at(&p, 0, "dovecot")) {
+    if (p.len == 7 && at(&p, 0, "dovecot"))
         event = dovecot(self, line, &m);
-        if (event == NULL && !PyErr_Occurred())
-            Py_RETURN_NONE;
-        return event;
-    }
-    if (!at(&p, 0, "postfix/"))
-        Py_RETURN_NONE;
-    Py_ssize_t daemon = p.len;  /* the daemon is the last part of the tag */
-    while (CH(&p, daemon - 1) != '/')
-        daemon--;
-    if (daemon_is(&p, daemon, "smtpd"))
-        event = smtpd(self, line, &m);
-    else if (daemon_is(&p, daemon, "postscreen"))
-        event = postscreen(self, line, &m);
-    else {
-        int agent = 0;
-        for (int k = 0; k < 8 && !agent; k++)
-            agent = daemon_is(&p, daemon, AGENTS[k]);
-        int qmgr_ = daemon_is(&p, daemon, "qmgr"), cleanup_ = daemon_is(&p, daemon, "cleanup");
-        if (agent || qmgr_ || cleanup_) {
-            Py_ssize_t qid_end = queue_id_end(&m);
-            if (qid_end == 0) {
-                if (daemon_is(&p, daemon, "smtp") || daemon_is(&p, daemon, "lmtp"))
-                    event = tls(self, line, &m);
-            }
-            else if (agent)
-                event = delivery(self, line, &m, qid_end);
-            else if (qmgr_)
-                event = qmgr(self, line, &m, qid_end);
-            else
-                event = cleanup(self, line, &m, qid_end);
-        }
-    }
+    else if (at(&p, 0, "postfix/"))
+        event = postfix(self, line, &p, &m);
     if (event == NULL && !PyErr_Occurred())
         Py_RETURN_NONE;
     return event;
