@@ -20,10 +20,10 @@ from postwatch import __version__
 from postwatch.clock import SystemClock, zone
 from postwatch.config import load_settings
 from postwatch.errors import PostwatchError, UsageError
-from postwatch.pipeline import build_pipeline
+from postwatch.pipeline import batched, build_pipeline
 from postwatch.records import LogLine
 from postwatch.render import render_alerts, render_summary
-from postwatch.sources.files import ReadStats, open_text, read_lines
+from postwatch.sources.files import ReadStats, open_text, read_batches
 from postwatch.sources.journal import read_journal_json, run_journal
 
 # Commands defined beside what they drive, imported only when run (or listed by --help):
@@ -127,7 +127,7 @@ def replay(
 ) -> None:
     """Read archived logs (plain, .gz, .bz2, .xz, - for stdin), oldest first, and summarise."""
     stats = ReadStats()
-    lines = _open_sources(
+    batches = _open_sources(
         files, year, zone(tz_name), journal, units, identifiers, since, journal_json, stats
     )
     settings = load_settings(config_path)
@@ -147,13 +147,13 @@ def replay(
         processes=jobs or 2,
     )
     if progress or (progress is None and sys.stderr.isatty()):
-        lines = _with_progress(lines, stats)
+        batches = _with_progress(batches, stats)
     # What is loaded by now (code, the geography table) lives until exit: keep it out of the
     # collector's scans, and collect less often (records are short-lived, cycles rare).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     try:
-        stages.pipeline.run(lines)
+        stages.pipeline.run_batches(batches)
     finally:
         stages.close()  # what was read is recorded, even when a later file fails
     if stats.malformed or stats.skipped:
@@ -183,19 +183,19 @@ def _open_sources(
     since: str | None,
     journal_json: bool,
     stats: ReadStats,
-) -> Iterator[LogLine]:
-    """The LogLines of the sources the options name."""
+) -> Iterator[list[LogLine]]:
+    """The LogLines of the sources the options name, in batches (see ``Pipeline``)."""
     if journal:
         if files:
             raise UsageError("--journal reads the journal; give no FILES with it")
-        return run_journal(units=units, identifiers=identifiers, since=since, stats=stats)
+        return batched(run_journal(units=units, identifiers=identifiers, since=since, stats=stats))
     if units or identifiers or since:
         raise UsageError("--unit, --identifier and --since go with --journal")
     if not files:
         raise UsageError("give log FILES to replay (- for stdin), or --journal")
     if journal_json:
-        return _journal_files(files, stats)
-    return read_lines(list(files), tz=tz, year=year, stats=stats)
+        return batched(_journal_files(files, stats))
+    return read_batches(list(files), tz=tz, year=year, stats=stats)
 
 
 def _journal_files(files: tuple[str, ...], stats: ReadStats) -> Iterator[LogLine]:
@@ -209,16 +209,17 @@ def _json_out(record: Any) -> None:
     sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
 
 
-def _with_progress(lines: Iterator[LogLine], stats: ReadStats) -> Iterator[LogLine]:
-    """Pass lines through, drawing a progress line on stderr every 64k lines."""
+def _with_progress(batches: Iterator[list[LogLine]], stats: ReadStats) -> Iterator[list[LogLine]]:
+    """Pass batches through, drawing a progress line on stderr every 64k lines or so."""
     count = 0
-    for line in lines:
-        count += 1
-        if not count & 0xFFFF:
+    for batch in batches:
+        before, count = count, count + len(batch)
+        if count >> 16 != before >> 16:
+            line = batch[-1]
             done = f"{stats.bytes_read / stats.total_bytes:4.0%}  " if stats.total_bytes else ""
             sys.stderr.write(f"\r{done}{count:,} lines  {line.ts:%Y-%m-%d %H:%M}  {line.origin}")
             sys.stderr.flush()
-        yield line
+        yield batch
     sys.stderr.write(f"\r{count:,} lines{' ' * 40}\n")
 
 

@@ -205,6 +205,8 @@ class Correlator:
             ev.QueueOperation: self._queue_operation,  # type: ignore[dict-item]
         }
         self._handlers = handlers
+        # the event types feed() looks at; it returns nothing for the rest (a caller may skip them)
+        self.accepts = frozenset(handlers)
 
     # --- driving ---------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
 
 from postwatch.parse.events import KIND_OF, Unparsed
 from postwatch.records import Accepted, Completed
@@ -17,6 +19,7 @@ MAX_IPS_PER_ACCOUNT = 10_000
 MAX_PROGRAMS = 1000  # distinct programs counted per event type; the rest share one key
 MAX_PROGRAM_LENGTH = 64
 OTHER_PROGRAMS = "(other programs)"
+_PROGRAM = attrgetter("line.program")
 
 
 def _program_key(program: str, counted: dict[str, int]) -> str:
@@ -61,17 +64,19 @@ class Tally:
         self._counts: dict[type, dict[str, int]] = {}  # event type -> program -> events
         self.accounts: dict[str, AccountTally] = {}
 
-    def event(self, event: object) -> None:
-        cls = type(event)
-        by_program = self._counts.get(cls)
-        if by_program is None:
-            by_program = self._counts[cls] = {}
-        program: str = event.line.program  # type: ignore[attr-defined]
-        count = by_program.get(program)
-        if count is None:
-            program = _program_key(program, by_program)
-            count = by_program.get(program, 0)
-        by_program[program] = count + 1
+    def count_events(self, events: list[Any]) -> None:
+        """Count a batch of events (together: a batch holds few types and programs)."""
+        counts = self._counts
+        batch = Counter(zip(map(type, events), map(_PROGRAM, events), strict=True))
+        for (cls, program), number in batch.items():
+            by_program = counts.get(cls)
+            if by_program is None:
+                by_program = counts[cls] = {}
+            count = by_program.get(program)
+            if count is None:
+                program = _program_key(program, by_program)
+                count = by_program.get(program, 0)
+            by_program[program] = count + number
 
     @property
     def lines(self) -> int:

@@ -178,3 +178,24 @@ def test_odd_program_names_cannot_grow_the_totals(tmp_path):
     assert unparsed["(other programs)"] == 501
     assert sum(unparsed.values()) == 1501
     assert len(done.stdout) < 100_000
+
+
+def test_progress_goes_to_stderr_every_64k_lines(tmp_path):
+    """--progress draws a line on stderr every 65,536 lines and the total at the end;
+    stdout stays the same JSON."""
+    text = DEMO.read_text()
+    log = tmp_path / "mail.log"
+    log.write_text(text * 14)
+    total = 14 * text.count("\n")
+    args = ("replay", "--json", "--no-detect", "--year", "2025", "--tz", "UTC", str(log))
+    shown = postwatch(*args, "--progress")
+    quiet = postwatch(*args, "--no-progress")
+    assert shown.returncode == quiet.returncode == 0, shown.stderr
+    assert shown.stdout == quiet.stdout
+    assert records(shown.stdout)[-1]["lines"] == total
+    assert quiet.stderr == ""
+    steps = shown.stderr.splitlines()  # each "\r" read as a line end
+    assert steps[0] == "" and len(steps) == 3, shown.stderr
+    assert steps[1].startswith(" 9") and "%  65,536 lines  2025-" in steps[1]
+    assert steps[1].endswith(str(log))
+    assert steps[2].rstrip() == f"{total:,} lines"

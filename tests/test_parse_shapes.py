@@ -60,6 +60,10 @@ def test_real_lines_and_fixtures_give_the_same_events(corpus):
     assert len(lines) > 30_000
     for shape in SHAPES:  # the C path is used on each shape, not only left to Python
         assert claimed[shape.__name__] > 50, shape.__name__
+    # the batch call the pipeline makes gives the events of a call per line, either way
+    python = [SLOW(line) for line in lines]
+    assert Parser().parse_all(lines) == python
+    assert Parser(native=False).parse_all(lines) == python
 
 
 def test_generated_traffic_is_read_in_c(tmp_path):

@@ -23,7 +23,15 @@ from conftest import MAILLOGS
 from postwatch.clock import SteppedClock
 from postwatch.errors import InputError
 from postwatch.records import LogLine
-from postwatch.sources.files import ReadStats, input_size, open_text, read_lines, rotation_order
+from postwatch.sources.files import (
+    BATCH_LINES,
+    ReadStats,
+    input_size,
+    open_text,
+    read_batches,
+    read_lines,
+    rotation_order,
+)
 
 FIXTURES = MAILLOGS / "sources"
 
@@ -452,3 +460,27 @@ def test_corpus_rotation_set_round_trips(tmp_path: Path, corpus: Path) -> None:
     ]
     assert len(got) == len(raw_lines) == 20000
     assert got == expected
+
+
+def test_batches_are_full_and_never_span_two_files(tmp_path: Path, corpus: Path) -> None:
+    """The replay reads lists of BATCH_LINES lines, a short one only at a file's end."""
+    raw_lines = (corpus / "pflgviewer" / "mail.log").read_bytes().splitlines(keepends=True)
+    sizes = [1000, 1, BATCH_LINES, 3 * BATCH_LINES + 7]
+    paths, start = [], 0
+    for number, size in enumerate(sizes):
+        name = f"mail.log.{len(sizes) - 1 - number}" if number < len(sizes) - 1 else "mail.log"
+        paths.append(write(tmp_path / name, b"".join(raw_lines[start : start + size])))
+        start += size
+    stats = ReadStats()
+    batches = list(read_batches(paths[::-1], tz=UTC, year=2012, stats=stats))
+    per_file = [size // BATCH_LINES + (size % BATCH_LINES > 0) for size in sizes]
+    assert len(batches) == sum(per_file)
+    origins = [{line.origin for line in batch} for batch in batches]
+    assert all(len(names) == 1 for names in origins)
+    lengths = [len(batch) for batch in batches]
+    assert lengths[: per_file[0]] == [BATCH_LINES] * 7 + [1000 - 7 * BATCH_LINES]
+    assert lengths[per_file[0] :] == [1, BATCH_LINES, BATCH_LINES, BATCH_LINES, BATCH_LINES, 7]
+    assert [line for batch in batches for line in batch] == list(
+        read_lines(paths, tz=UTC, year=2012)
+    )
+    assert stats.lines == sum(sizes) and stats.files == len(sizes)

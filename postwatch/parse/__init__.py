@@ -90,6 +90,20 @@ class Parser:
             known = shapes(line)
             if known is not None:
                 return known
+        return self._python(line)
+
+    def parse_all(self, lines: list[LogLine]) -> list[Event]:
+        """The events of ``lines`` in order: ``[parser(line) for line in lines]``, faster."""
+        shapes = self._shapes
+        python = self._python
+        if shapes is None:
+            return [python(line) for line in lines]
+        return [
+            known if known is not None else python(line)
+            for known, line in zip(map(shapes, lines), lines, strict=True)
+        ]
+
+    def _python(self, line: LogLine) -> Event:
         program = line.program
         route = self._routes.get(program)
         if route is None:
