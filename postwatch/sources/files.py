@@ -37,7 +37,7 @@ from postwatch.records import LogLine
 
 STDIN = "-"
 STDIN_ORIGIN = "<stdin>"
-BATCH_LINES = 128  # lines framed at a time, the pipeline's batch (see Pipeline.run)
+BATCH_LINES = 128  # lines framed at a time: the pipeline's batch (Pipeline.run_batches)
 READ_BUFFER = 1 << 20  # bytes read from disk at a time
 TEXT_CHUNK = 1 << 16  # bytes the text layer decodes at a time
 
@@ -319,10 +319,9 @@ def read_file(
     year: int | None = None,
     clock: Clock | None = None,
     stats: ReadStats | None = None,
-    batch: int = BATCH_LINES,
 ) -> Generator[list[LogLine], None, None]:
     """Frame the lines of one file (or ``-``), numbered from 1, ``origin`` its name, in
-    lists of up to ``batch`` lines (the framer runs in C; no Python runs per line).
+    lists of up to ``BATCH_LINES`` lines (with the C framer, no Python step per line).
 
     The line ending (LF or CRLF) is stripped before framing; nothing else is.
     """
@@ -339,7 +338,7 @@ def read_file(
         stream = framer.frame_stream(text, origin)
         last: LogLine | None = None
         try:
-            while lines := list(islice(stream, batch)):
+            while lines := list(islice(stream, BATCH_LINES)):
                 last = lines[-1]
                 yield lines
         finally:
