@@ -20,10 +20,10 @@ from postwatch import __version__
 from postwatch.clock import SystemClock, zone
 from postwatch.config import load_settings
 from postwatch.errors import PostwatchError, UsageError
-from postwatch.pipeline import batched, build_pipeline
+from postwatch.pipeline import build_pipeline
 from postwatch.records import LogLine
 from postwatch.render import render_alerts, render_summary
-from postwatch.sources.files import ReadStats, open_text, read_batches
+from postwatch.sources.files import ReadStats, batched, open_text, read_batches
 from postwatch.sources.journal import read_journal_json, run_journal
 
 # Commands defined beside what they drive, imported only when run (or listed by --help):

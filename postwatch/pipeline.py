@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from itertools import islice
 from typing import Any, NamedTuple, Protocol
 
 from postwatch.clock import Clock
@@ -19,16 +18,10 @@ from postwatch.correlate import Correlator
 from postwatch.parse import Parser
 from postwatch.parse.events import Event, Unparsed
 from postwatch.records import LogLine
-from postwatch.sources.files import BATCH_LINES
+from postwatch.sources.files import batched
 from postwatch.tally import Tally
 
 log = logging.getLogger(__name__)
-
-
-def batched(lines: Iterable[LogLine]) -> Iterator[list[LogLine]]:
-    """``lines`` in lists of up to ``BATCH_LINES``, what :meth:`Pipeline.run_batches` takes."""
-    stream = iter(lines)
-    return iter(lambda: list(islice(stream, BATCH_LINES)), [])
 
 
 class Detector(Protocol):

@@ -10,9 +10,9 @@ import pytest
 from conftest import MAILLOGS
 
 from postwatch.parse.events import Unparsed
-from postwatch.pipeline import BATCH_LINES, Pipeline
+from postwatch.pipeline import Pipeline
 from postwatch.records import Accepted, LogLine
-from postwatch.sources.files import read_batches, read_lines
+from postwatch.sources.files import BATCH_LINES, read_batches, read_lines
 
 DEMO = MAILLOGS / "demo" / "mail.log"
 

@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from itertools import chain, islice
@@ -312,6 +312,12 @@ def _reference(raw: BinaryIO, path: str, tz: tzinfo | None, clock: Clock) -> dat
     return now.astimezone(tz) if tz is not None else now.astimezone()
 
 
+def batched(lines: Iterable[LogLine]) -> Iterator[list[LogLine]]:
+    """``lines`` in lists of up to ``BATCH_LINES``: what ``Pipeline.run_batches`` takes."""
+    stream = iter(lines)
+    return iter(lambda: list(islice(stream, BATCH_LINES)), [])
+
+
 def read_file(
     path: str,
     *,
@@ -338,7 +344,7 @@ def read_file(
         stream = framer.frame_stream(text, origin)
         last: LogLine | None = None
         try:
-            while lines := list(islice(stream, BATCH_LINES)):
+            for lines in batched(stream):
                 last = lines[-1]
                 yield lines
         finally:
