@@ -350,6 +350,38 @@ def test_unlock_with_release_releases_the_held_mail(world: World) -> None:
     assert {m.queue_name for m in world.hold.messages()} == {"deferred"}
 
 
+def test_mail_queued_just_after_the_lock_is_held_by_the_next_look(world: World) -> None:
+    """A session past RCPT when the map changed queues its message after the hold looked:
+    the runner looks again 2 s later, holds it, and stops looking after 30 s more."""
+    world.runner.handle(request())
+    world.hold.queued["7D5EB4F3A6"] = queued("7D5EB4F3A6", "alice@example.com")
+    world.runner.tick()
+    assert world.hold.queued["7D5EB4F3A6"].queue_name == "deferred"  # not due yet
+    world.clock.step(2)
+    world.runner.tick()
+    assert world.hold.calls[-1] == ("-h", ("7D5EB4F3A6",))
+    held = world.journal.entries(action="hold")
+    assert len(held) == 2 and held[0].detail["held"] == ["7D5EB4F3A6"]
+    assert held[0].incident == "12" and held[0].actor == "postwatch"
+    world.clock.step(30)
+    world.runner.tick()  # the last look: nothing new, nothing journaled
+    world.hold.queued["8E6FC5A4B7"] = queued("8E6FC5A4B7", "alice@example.com")
+    world.clock.step(3600)
+    world.runner.tick()
+    assert len(world.journal.entries(action="hold")) == 2
+    assert world.hold.queued["8E6FC5A4B7"].queue_name == "deferred"
+
+
+def test_no_second_look_after_an_unlock(world: World) -> None:
+    """Mail released by an unlock before the next look stays released."""
+    world.runner.handle(request())
+    world.runner.unlock("alice@example.com", actor="root", release=True)
+    world.clock.step(2)
+    world.runner.tick()
+    assert {m.queue_name for m in world.hold.messages()} == {"deferred"}
+    assert world.hold.calls[-1][0] == "-H"
+
+
 def test_unlock_of_an_account_never_locked_is_an_error(world: World) -> None:
     """Unlocking an account postwatch never locked says so instead of touching backends."""
     with pytest.raises(ActionError, match="not locked by postwatch"):

@@ -11,6 +11,11 @@ A notification interrupted between "started" and "done" is sent again: it may ar
 it is never lost.  An interrupted automatic lock of an account that has since been
 allowlisted is rolled back instead.
 
+A lock stops new sessions, not one already past RCPT when the map changed: its message is
+queued a moment after the hold looked.  So an automatic hold of a locked account looks
+again ``HOLD_SWEEPS`` seconds later (from :meth:`ActionRunner.tick`), as long as the
+account is still locked.
+
 With ``dry_run`` every step is journaled as ``dry-run`` with what it would have done, and
 nothing else happens (no lock, no hold, no ban line, no notification).
 """
@@ -19,8 +24,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from postwatch.actions import subject as subjects
 from postwatch.actions.banlog import BanLog
@@ -36,6 +41,18 @@ from postwatch.errors import ActionError
 log = logging.getLogger(__name__)
 
 AUTOMATIC = "postwatch"
+HOLD_SWEEPS = (2.0, 30.0)
+"""Seconds after an automatic lock and hold when the account's queue is looked at again."""
+
+
+class Sweep(NamedTuple):
+    """A hold to look at again: ``step`` once more at ``due``, then after ``later`` seconds."""
+
+    due: datetime
+    later: tuple[float, ...]
+    step: Step
+    incident: str
+    reason: str
 
 
 class ActionRunner:
@@ -63,6 +80,7 @@ class ActionRunner:
         self.notifier = notifier
         self.dry_run = dry_run
         self.aliases = {k.lower(): tuple(v) for k, v in (aliases or {}).items()}
+        self._sweeps: dict[str, Sweep] = {}  # account -> its next look; gone after the last
 
     # --- alerts -------------------------------------------------------------------------
 
@@ -88,8 +106,39 @@ class ActionRunner:
         if decision.wants_notify and self.notifier is not None:
             notice = incident_notice(request, done, decision.refused, dry_run=self.dry_run)
             done.append(self.notify(notice, request.subject, request.incident, why, AUTOMATIC))
+        self._plan_sweeps(decision.steps, done, request.incident, why)
         self.tick()
         return outcomes + done
+
+    def _plan_sweeps(
+        self, steps: Sequence[Step], done: Sequence[Outcome], incident: str, reason: str
+    ) -> None:
+        states = {outcome.action: outcome.state for outcome in done}
+        if states.get("hold") != "done" or not HOLD_SWEEPS:
+            return
+        if any(action.startswith("lock:") and state == "done" for action, state in states.items()):
+            step = next(step for step in steps if step.action == "hold")
+            due = self.clock.now() + timedelta(seconds=HOLD_SWEEPS[0])
+            self._sweeps[step.subject] = Sweep(due, HOLD_SWEEPS[1:], step, incident, reason)
+
+    def _sweep(self) -> None:
+        """Hold what reached the queue of a locked account since its hold, when due."""
+        now = self.clock.now()
+        for account, sweep in list(self._sweeps.items()):
+            if sweep.due > now:
+                continue
+            if sweep.later:
+                due = sweep.due + timedelta(seconds=sweep.later[0])
+                self._sweeps[account] = sweep._replace(due=due, later=sweep.later[1:])
+            else:
+                del self._sweeps[account]
+            if self.hold is None or not self.locked_backends(account):  # unlocked meanwhile
+                self._sweeps.pop(account, None)
+                continue
+            detail = sweep.step.detail
+            waiting = self.hold.of_account(detail.get("senders", []), detail.get("queue_ids", []))
+            if any(message.queue_name != "hold" for message in waiting):
+                self._run(sweep.step, incident=sweep.incident, reason=sweep.reason, actor=AUTOMATIC)
 
     def recent_locks(self) -> int:
         """Accounts locked automatically in the last hour (the lock cap counts these)."""
@@ -267,7 +316,13 @@ class ActionRunner:
         return self._end(entry, "done", f"finished after an interruption: {result}", detail)
 
     def tick(self) -> None:
-        """Send due notifications (call it now and then: the watch loop does)."""
+        """Look again at held queues and send notifications when due (call it now and
+        then: the watch loop does)."""
+        if self._sweeps:
+            try:
+                self._sweep()
+            except Exception:
+                log.exception("looking again at a held queue failed")
         if self.notifier is not None:
             try:
                 self.notifier.tick()
