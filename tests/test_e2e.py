@@ -23,13 +23,16 @@ from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from system.e2e import (
     SPAM_DOMAINS,
     Attempt,
+    Burst,
     Client,
     MailSystem,
     Postwatch,
     Programs,
     attack,
+    attacker_clients,
     home_client,
     ordinary_mail,
+    spam_recipients,
 )
 from system.postfix_instance import wait_for
 
@@ -118,12 +121,17 @@ def assert_stopped(
     return alert
 
 
-def actions_done(postwatch: Postwatch, subject: str) -> list[str]:
-    """``postwatch actions --subject S --json``: the actions journaled as done, oldest first."""
+def journaled(postwatch: Postwatch, subject: str) -> list[dict[str, Any]]:
+    """``postwatch actions --subject S --json``: the journal's entries, oldest first."""
     listed = postwatch.cli("actions", "--subject", subject, "--json")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
-    return [entry["action"] for entry in reversed(entries) if entry["state"] == "done"]
+    return entries[::-1]
+
+
+def actions_done(postwatch: Postwatch, subject: str) -> list[str]:
+    """The actions journaled as done, oldest first."""
+    return [entry["action"] for entry in journaled(postwatch, subject) if entry["state"] == "done"]
 
 
 def test_stolen_password_burst_is_stopped_and_undone(
@@ -210,6 +218,46 @@ def test_kill_9_mid_burst_still_locks_once(
     wait_for(lambda: system.receiver.notifications, what="the notification")
     assert postwatch.stop() == 0, postwatch.errors()
     assert len(system.receiver.notifications) == 1
+
+
+def test_a_message_past_rcpt_when_the_lock_lands_is_held_too(
+    system: MailSystem, watch: Callable[..., Postwatch]
+) -> None:
+    """A spam session already past RCPT when the account is locked still queues its
+    message, after the hold looked at the queue: postwatch looks again and holds it."""
+    rng = random.Random(4)
+    postwatch = watch()
+    ordinary_history(system, rng)
+    postwatch.wait_caught_up()
+    bursts: list[Burst] = []
+
+    def burst_and_hold() -> None:
+        bursts.append(attack(system, VICTIM, rng, messages=MAX_SPAM))
+        queue_ids = {attempt.queue_id for attempt in bursts[0].accepted}
+        wait_for(
+            lambda: {system.queue().get(qid) for qid in queue_ids} == {"hold"},
+            what="the burst on hold",
+        )
+
+    late = system.send(
+        VICTIM,
+        next(attacker_clients(rng)),
+        spam_recipients(rng, 10),
+        subject="Invoice late",
+        before_data=burst_and_hold,
+    )
+    assert late.accepted, late  # RCPT passed before the lock: Postfix takes the message
+    [burst] = bursts
+    assert_stopped(system, postwatch, list(burst.accepted), burst.refused)
+    wait_for(
+        lambda: system.queue().get(late.queue_id) == "hold",
+        timeout=40,
+        what="the late message on hold",
+    )
+    holds = [entry for entry in journaled(postwatch, VICTIM) if entry["action"] == "hold"]
+    assert [entry["state"] for entry in holds] == ["done", "done"]  # the hold, the look again
+    assert holds[-1]["detail"]["held"] == [late.queue_id]
+    assert postwatch.stop() == 0, postwatch.errors()
 
 
 def test_postgresql_store_gives_the_same_outcome(

@@ -24,17 +24,30 @@ The same pieces serve the tests and ``bench/e2e_latency.py``, which import them 
 """
 
 from system.mail_system import MailSystem, Programs
-from system.mail_traffic import SPAM_DOMAINS, Attempt, Client, attack, home_client, ordinary_mail
+from system.mail_traffic import (
+    SPAM_DOMAINS,
+    Attempt,
+    Burst,
+    Client,
+    attack,
+    attacker_clients,
+    home_client,
+    ordinary_mail,
+    spam_recipients,
+)
 from system.postwatch_process import Postwatch
 
 __all__ = [
     "SPAM_DOMAINS",
     "Attempt",
+    "Burst",
     "Client",
     "MailSystem",
     "Postwatch",
     "Programs",
     "attack",
+    "attacker_clients",
     "home_client",
     "ordinary_mail",
+    "spam_recipients",
 ]

@@ -229,10 +229,18 @@ log = {json.dumps(str(self.ban_log))}
         recipients: Sequence[str],
         *,
         subject: str,
+        before_data: Callable[[], object] | None = None,
     ) -> Attempt:
-        """One submission as ``user`` with its password, from ``client`` (by XCLIENT)."""
+        """One submission as ``user`` with its password, from ``client`` (by XCLIENT);
+        ``before_data`` runs while the session waits after its last RCPT."""
         return submit(
-            self.submission_port, user, self.users[user], client, recipients, subject=subject
+            self.submission_port,
+            user,
+            self.users[user],
+            client,
+            recipients,
+            subject=subject,
+            before_data=before_data,
         )
 
     def postfix_lock(self, user: str) -> str:

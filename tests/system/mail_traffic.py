@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import smtplib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from bench.networks import Network, network
@@ -68,9 +68,10 @@ def submit(
     recipients: Sequence[str],
     *,
     subject: str,
+    before_data: Callable[[], object] | None = None,
 ) -> Attempt:
     """One submission to 127.0.0.1:``port`` as ``user`` with ``password``, from ``client``
-    (by XCLIENT)."""
+    (by XCLIENT); ``before_data`` runs while the session waits after its last RCPT."""
     body = (
         f"From: <{user}>\r\nTo: <{recipients[0]}>\r\nSubject: {subject}\r\n\r\n"
         "Hello,\r\nplease see the attached document.\r\n"
@@ -96,6 +97,8 @@ def submit(
             code, reply = smtp.rcpt(recipient)
             if code >= 400:
                 return _refused("rcpt", code, reply, started)
+        if before_data is not None:
+            before_data()
         code, reply = smtp.data(body.encode())
         if code >= 400:
             return _refused("data", code, reply, started)
