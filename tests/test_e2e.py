@@ -98,6 +98,12 @@ def until_accepted(send: Callable[[], Attempt]) -> Attempt:
     return attempt
 
 
+def wait_on_hold(system: MailSystem, attempts: Iterable[Attempt], *, what: str) -> None:
+    """Wait until every accepted message of ``attempts`` is in the hold queue."""
+    queue_ids = {attempt.queue_id for attempt in attempts}
+    wait_for(lambda: {system.queue().get(qid) for qid in queue_ids} == {"hold"}, what=what)
+
+
 def assert_stopped(
     system: MailSystem, postwatch: Postwatch, spam: list[Attempt], refused: Attempt | None
 ) -> dict[str, Any]:
@@ -109,12 +115,7 @@ def assert_stopped(
     assert system.postfix_lock(VICTIM).startswith("REJECT")
     wait_for(lambda: system.dovecot_denied() == [VICTIM], what="the Dovecot deny list")
     wait_for(lambda: not system.dovecot.auth_ok(VICTIM), what="Dovecot to refuse the victim")
-    # Every spam message accepted before the lock is on hold.
-    queue_ids = {attempt.queue_id for attempt in spam}
-    wait_for(
-        lambda: {system.queue().get(qid) for qid in queue_ids} == {"hold"},
-        what="the spam on hold",
-    )
+    wait_on_hold(system, spam, what="the spam on hold")  # all accepted before the lock
     # The attacker's next try is refused by the real Postfix.
     again = attack(system, VICTIM, random.Random(99), messages=1)
     assert again.refused is not None and again.refused.stage == "auth", again
@@ -233,11 +234,7 @@ def test_a_message_past_rcpt_when_the_lock_lands_is_held_too(
 
     def burst_and_hold() -> None:
         bursts.append(attack(system, VICTIM, rng, messages=MAX_SPAM))
-        queue_ids = {attempt.queue_id for attempt in bursts[0].accepted}
-        wait_for(
-            lambda: {system.queue().get(qid) for qid in queue_ids} == {"hold"},
-            what="the burst on hold",
-        )
+        wait_on_hold(system, bursts[0].accepted, what="the burst on hold")
 
     late = system.send(
         VICTIM,

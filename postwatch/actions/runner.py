@@ -123,20 +123,20 @@ class ActionRunner:
 
     def _sweep(self) -> None:
         """Hold what reached the queue of a locked account since its hold, when due."""
-        now = self.clock.now()
+        now, hold = self.clock.now(), self.hold
         for account, sweep in list(self._sweeps.items()):
             if sweep.due > now:
                 continue
-            if sweep.later:
+            locked = hold is not None and bool(self.locked_backends(account))
+            if locked and sweep.later:
                 due = sweep.due + timedelta(seconds=sweep.later[0])
                 self._sweeps[account] = sweep._replace(due=due, later=sweep.later[1:])
-            else:
+            else:  # the last look, or unlocked meanwhile
                 del self._sweeps[account]
-            if self.hold is None or not self.locked_backends(account):  # unlocked meanwhile
-                self._sweeps.pop(account, None)
+            if hold is None or not locked:
                 continue
             detail = sweep.step.detail
-            waiting = self.hold.of_account(detail.get("senders", []), detail.get("queue_ids", []))
+            waiting = hold.of_account(detail.get("senders", []), detail.get("queue_ids", []))
             if any(message.queue_name != "hold" for message in waiting):
                 self._run(sweep.step, incident=sweep.incident, reason=sweep.reason, actor=AUTOMATIC)
 
