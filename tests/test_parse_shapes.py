@@ -19,7 +19,7 @@ FAST, SLOW = Parser(), Parser(native=False)
 SHAPES = (
     events.Connect, events.Disconnect, events.TlsEstablished, events.ClientAccepted,
     events.Removed, events.QueueActive, events.MessageId, events.Delivery,
-    events.PostscreenVerdict, events.DovecotSession,
+    events.PostscreenVerdict, events.DovecotSession, events.ContentAction, events.DovecotLogin,
 )  # fmt: skip
 
 
@@ -101,6 +101,11 @@ SEEDS = [
     ("dovecot", "imap(alice@example.com)<4312><kPqVw3M>: Logged out in=12 out=345"),
     ("dovecot", "lda(bob): Info: msgid=<x@example.com>: saved mail to INBOX"),
     ("dovecot", "lmtp(bob@example.com): Warn: quota exceeded"),
+    ("postfix/sender-cleanup/cleanup", "03E7A13B001: replace: header MIME-Version: 1.0 from unknown[176.129.171.144]:4711; from=<laura@example.net> to=<noah@example.ru> proto=ESMTP helo=<smtpclient.apple>: Mime-Version: 1.0"),
+    ("postfix/cleanup", "3B7C61E0041: warning: body spam text from a.example[192.0.2.1]; from=<> proto=SMTP"),
+    ("postfix/cleanup", "3B7C61E0041: reject: header Subject: hi from local; from=<www-data@example.com> to=<x@example.org>: 5.7.1 no"),
+    ("dovecot", "imap-login: Login: user=<s.mueller@example.net>, method=PLAIN, rip=128.78.225.6, lip=203.0.113.25, mpid=887231, TLS, session=<oMWsnWTtH5Ih6N+a>"),
+    ("dovecot", "pop3-login: Info: Logged in: user=<dino>, PID=12140, method=PLAIN, rip=2001:db8::1, lip=192.168.190.13, secured"),
     ("postfix/lmtp", "4Xk9Lm2Pq5zB7c: to=<dave@example.com>, relay=mail.example.com[private/dovecot-lmtp], delay=0.49, dsn=2.0.0, status=sent (250 2.0.0 <dave@example.com> Saved; forwarded as 4Xk9Lm2Pq6zB7d)"),
 ]  # fmt: skip
 # What attackers put in addresses, login names and replies, and what breaks a field.
@@ -112,6 +117,8 @@ TRICKS = [
     ", dsn=2.0.0", ", tls=x", ", delay=", ", conn_use=1", " (queue active)", ", size=1",
     "queued as 0123456789AB", "forwarded as 4Xk9Lm2Pq5zB7c", "1234567890123456", ": ",
     " with cipher ", "]: ", "to=<", ", orig_to=<",
+    "; from=<", "; to=<", " proto=", " helo=<", " from ", "header ", "milter-", ": 5.7.1 x",
+    "user=<", ", method=", ", PID=7", "rip=", " rip=10.0.0.1", ",lip=", "session=<", "TLS",
 ]  # fmt: skip
 
 

@@ -64,7 +64,8 @@ class Parser:
     """Typed events from framed lines; build once, call per line.
 
     With the C speedup (``postwatch.parse._shapes``), the commonest shapes (Postfix's
-    connect/client/queue/delivery lines, postscreen's, Dovecot sessions') are read there
+    connect/client/queue/delivery/header-check lines, postscreen's, Dovecot logins and
+    sessions') are read there
     first: the same events, without the regular expressions.  ``native=False`` parses
     everything in Python.
     """
@@ -80,6 +81,7 @@ class Parser:
                 removed=events.Removed, queue_active=events.QueueActive,
                 message_id=events.MessageId, delivery=events.Delivery,
                 verdict=events.PostscreenVerdict, session=events.DovecotSession,
+                content=events.ContentAction, login=events.DovecotLogin,
                 counters=smtpd.COUNTERS, components=dovecot.COMPONENTS, levels=dovecot.LEVELS,
             )  # fmt: skip
 

@@ -1,11 +1,12 @@
 /* The parser's most common shapes in C: Shapes(line) -> event, or None.
  *
- * About four lines in five of a busy server's log are one of a few shapes: smtpd's
+ * Nearly every line of a busy server's log is one of a few shapes: smtpd's
  * "connect from", "disconnect from" (counters already seen), "TLS connection established",
  * "QID: client=" (without or with a plain SASL login), qmgr's "removed" and "queue active",
- * cleanup's "message-id=", a delivery agent's "to=<...>, relay=..., status=...",
- * postscreen's "CONNECT from" and "PASS OLD|NEW", and a Dovecot mail session's lines
- * (lmtp, imap: a process the Python parser has already described).  For
+ * cleanup's "message-id=" and header/body check actions, a delivery agent's "to=<...>,
+ * relay=..., status=...", postscreen's "CONNECT from" and "PASS OLD|NEW", and Dovecot's
+ * logins and mail session lines (imap-login, lmtp, imap: a process the Python parser has
+ * already described).  For
  * those this builds the event the Python parser would build, with the same fields, without
  * a regular expression.  It claims a line only when it has followed the Python pattern's
  * match to the end, character class by character class; for anything else (another shape,
@@ -13,10 +14,10 @@
  * Python parser decides.  tests/test_parse_shapes.py holds the two to the same events on
  * every real line and on hostile variants of them.
  *
- * Attacker text (addresses, SASL login names, reply texts) is only sliced, never
- * interpreted (but for the "queued as NEXT" that queue.py also reads in a reply): the fields
- * around it are found where Postfix writes them, as the patterns in smtpd.py and queue.py
- * find them.
+ * Attacker text (addresses, SASL login names, header texts, reply texts) is only sliced,
+ * never interpreted (but for the "queued as NEXT" that queue.py also reads in a reply): the
+ * fields around it are found where Postfix and Dovecot write them, as the patterns in
+ * smtpd.py, queue.py, envelope.py and dovecot.py find them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -24,7 +25,7 @@
 
 enum {
     CONNECT, DISCONNECT, TLS, CLIENT, REMOVED, QUEUE_ACTIVE, MESSAGE_ID, DELIVERY, VERDICT,
-    SESSION, KINDS
+    SESSION, CONTENT, LOGIN, KINDS
 };
 
 typedef struct {
@@ -84,6 +85,15 @@ number(const Text *t, Py_ssize_t i, Py_ssize_t n)
     for (Py_ssize_t k = 0; k < n; k++)
         value = value * 10 + (long long)(CH(t, i + k) - '0');
     return value;
+}
+
+/* [chars]+ from i, chars being ASCII */
+static Py_ssize_t
+run_of(const Text *t, Py_ssize_t i, const char *chars)
+{
+    while (i < t->len && CH(t, i) && CH(t, i) < 128 && strchr(chars, (int)CH(t, i)) != NULL)
+        i++;
+    return i;
 }
 
 /* [^\s\[\]]* from i: where the run ends. */
@@ -429,21 +439,6 @@ qmgr(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
     return build(self->types[QUEUE_ACTIVE], items, 5);
 }
 
-/* message-id=<id>: the brackets taken off (the Python parser strips blanks first: a value
- * with blanks around it is left to it) */
-static PyObject *
-cleanup(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
-{
-    Py_ssize_t value = qid_end + 2 + 11;
-    if (!at(m, qid_end + 2, "message-id=") || m->len - value < 2 || CH(m, value) != '<'
-        || CH(m, m->len - 1) != '>')
-        return NULL;
-    PyObject *items[] = {Py_NewRef(line), slice(m, 0, qid_end), slice(m, value + 1, m->len - 1)};
-    return build(self->types[MESSAGE_ID], items, 3);
-}
-
-/* --- delivery agents ------------------------------------------------------------------ */
-
 /* <[^"<>]*> at i (after "to=" or "orig_to="): the address's end (its ">"), or -1 */
 static Py_ssize_t
 address_end(const Text *t, Py_ssize_t i)
@@ -458,6 +453,148 @@ address_end(const Text *t, Py_ssize_t i)
     return -1;
 }
 
+/* The first i >= from with the ASCII literal lit wholly in t[from:end] (-1). */
+static Py_ssize_t
+find(const Text *t, Py_ssize_t from, Py_ssize_t end, const char *lit)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(lit);
+    for (Py_ssize_t i = from; i + n <= end; i++)
+        if (at(t, i, lit))
+            return i;
+    return -1;
+}
+
+static const char *TAIL_KEYS[] = {"from=<", "to=<", "proto=", "helo=<"};
+
+/* The first "; (?:from=<|to=<|proto=|helo=<)" at or after i (-1), its end in *end. */
+static Py_ssize_t
+tail_start(const Text *t, Py_ssize_t i, Py_ssize_t *end)
+{
+    for (; i + 1 < t->len; i++) {
+        if (CH(t, i) != ';' || CH(t, i + 1) != ' ')
+            continue;
+        for (int k = 0; k < 4; k++) {
+            if (at(t, i + 2, TAIL_KEYS[k])) {
+                *end = i + 2 + (Py_ssize_t)strlen(TAIL_KEYS[k]);
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
+/* QID: ACTION: (header|body) TEXT from name[addr]; from=<s> to=<r> proto=P helo=<h>: RULE,
+ * queue.content_action's reading: one tail, no quote in it, no tail keyword before it
+ * (anything else, attacker text imitating Postfix's fields included, is Python's) */
+static PyObject *
+content(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
+{
+    Py_ssize_t action = qid_end + 2, i = action;
+    if (at(m, i, "milter-"))
+        return NULL;  /* a milter verdict's pattern comes first */
+    for (;;) {  /* [a-z]+(?:-[a-z]+)* */
+        Py_ssize_t run = i;
+        while (i < m->len && CH(m, i) >= 'a' && CH(m, i) <= 'z')
+            i++;
+        if (i == run)
+            return NULL;
+        if (!at(m, i, "-"))
+            break;
+        i++;
+    }
+    Py_ssize_t action_end = i, part = i + 2, part_end;
+    if (!at(m, i, ": "))
+        return NULL;
+    if (at(m, part, "header "))
+        part_end = part + 6;
+    else if (at(m, part, "body "))
+        part_end = part + 4;
+    else
+        return NULL;
+    Py_ssize_t text = part_end + 1, keys_end, start = tail_start(m, text, &keys_end), unused;
+    if (start < 0 || tail_start(m, keys_end, &unused) >= 0 || find(m, start, m->len, "\"") >= 0
+        || find(m, text, start, " to=<") >= 0 || find(m, text, start, " proto=") >= 0
+        || find(m, text, start, " helo=<") >= 0)
+        return NULL;
+    /* ;(?: from=<a>)?(?: to=<a>)?(?: proto=([A-Za-z0-9]+))?(?: helo=<([^<>]*)>)?(?:: (.*))?\Z */
+    Py_ssize_t s[2] = {0, 0}, r[2] = {0, 0}, p[2] = {0, 0}, h[2] = {0, 0}, x[2] = {0, 0};
+    i = start + 1;
+    if (at(m, i, " from=<")) {
+        s[0] = i + 7;
+        if ((s[1] = address_end(m, s[0])) < 0)
+            return NULL;
+        i = s[1] + 1;
+    }
+    if (at(m, i, " to=<")) {
+        r[0] = i + 5;
+        if ((r[1] = address_end(m, r[0])) < 0)
+            return NULL;
+        i = r[1] + 1;
+    }
+    if (at(m, i, " proto=")) {
+        p[0] = i + 7;
+        p[1] = run_of(m, p[0], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+        if (p[1] == p[0])
+            return NULL;
+        i = p[1];
+    }
+    if (at(m, i, " helo=<")) {
+        h[0] = h[1] = i + 7;
+        while (h[1] < m->len && CH(m, h[1]) != '<' && CH(m, h[1]) != '>')
+            h[1]++;
+        if (!at(m, h[1], ">"))
+            return NULL;
+        i = h[1] + 1;
+    }
+    if (at(m, i, ": ")) {
+        x[0] = i + 2;
+        x[1] = m->len;
+    }
+    else if (i != m->len)
+        return NULL;
+    /* the origin is after the head's last " from ", when the tail says anything */
+    Py_ssize_t text_end = start, name[2] = {0, 0}, addr[2] = {0, 0};
+    Py_ssize_t from = s[0] || p[1] > p[0] ? start - 6 : -1;
+    while (from >= text && !at(m, from, " from "))
+        from--;
+    if (from >= text) {
+        Py_ssize_t span[4], end = client_at(m, from + 6, span);
+        if (end < 0)  /* (a name ends at the blank after the tail's ";") */
+            return NULL;  /* not name[addr]: Python's reading of the rest */
+        if (end < start) {  /* (?::(\d{1,15}))?\Z */
+            Py_ssize_t n = digits(m, end + 1, 15);
+            if (!at(m, end, ":") || n <= 0 || end + 1 + n != start)
+                return NULL;
+        }
+        text_end = from;
+        name[0] = span[0], name[1] = span[1], addr[0] = span[2], addr[1] = span[3];
+    }
+    PyObject *items[] = {
+        Py_NewRef(line), slice(m, 0, qid_end), slice(m, action, action_end),
+        slice(m, part, part_end), slice(m, text, text_end), slice(m, name[0], name[1]),
+        slice(m, addr[0], addr[1]), s[0] ? slice(m, s[0], s[1]) : Py_NewRef(Py_None),
+        slice(m, r[0], r[1]), slice(m, p[0], p[1]), slice(m, h[0], h[1]),
+        slice(m, x[0], x[1]),
+    };
+    return build(self->types[CONTENT], items, 12);
+}
+
+/* message-id=<id>: the brackets taken off (the Python parser strips blanks first: a value
+ * with blanks around it is left to it); else a header or body check's action */
+static PyObject *
+cleanup(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
+{
+    Py_ssize_t value = qid_end + 2 + 11;
+    if (!at(m, qid_end + 2, "message-id="))
+        return content(self, line, m, qid_end);
+    if (m->len - value < 2 || CH(m, value) != '<' || CH(m, m->len - 1) != '>')
+        return NULL;
+    PyObject *items[] = {Py_NewRef(line), slice(m, 0, qid_end), slice(m, value + 1, m->len - 1)};
+    return build(self->types[MESSAGE_ID], items, 3);
+}
+
+/* --- delivery agents ------------------------------------------------------------------ */
+
 /* [^,\s]* from i */
 static Py_ssize_t
 field_end(const Text *t, Py_ssize_t i)
@@ -468,15 +605,6 @@ field_end(const Text *t, Py_ssize_t i)
             break;
         i++;
     }
-    return i;
-}
-
-/* [chars]+ from i, chars being ASCII */
-static Py_ssize_t
-run_of(const Text *t, Py_ssize_t i, const char *chars)
-{
-    while (i < t->len && CH(t, i) < 128 && strchr(chars, (int)CH(t, i)) != NULL)
-        i++;
     return i;
 }
 
@@ -595,7 +723,7 @@ delivery(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
     return build(self->types[DELIVERY], items, 12);
 }
 
-/* --- postscreen, Dovecot sessions ----------------------------------------------------- */
+/* --- postscreen, Dovecot logins and sessions ------------------------------------------ */
 
 /* \[([^\s\[\]]*)\]:(\d{1,15}) at i: the end of the port (-1); the address and port spans */
 static Py_ssize_t
@@ -664,22 +792,129 @@ level_of(Shapes *self, const Text *t, Py_ssize_t start, Py_ssize_t end)
     return level;
 }
 
-/* dovecot: "COMPONENT: text" or "COMPONENT: Info: text", the component a mail session that
- * dovecot.py has already described (lmtp(123), imap(user)) */
+/* [0-9A-Fa-f:.]+ from i: the end of the run */
+static Py_ssize_t
+address_run(const Text *t, Py_ssize_t i)
+{
+    return run_of(t, i, "0123456789ABCDEFabcdef:.");
+}
+
+/* dovecot.py's _split_user of t[start:end]: ">", ", PID=N", ", method=M", "," and blanks,
+ * each optional, read from the right; the user's end, and the method's span */
+static Py_ssize_t
+split_user(const Text *t, Py_ssize_t start, Py_ssize_t end, Py_ssize_t method[2])
+{
+    while (end > start && Py_UNICODE_ISSPACE(CH(t, end - 1)))
+        end--;
+    if (end > start && CH(t, end - 1) == ',')
+        end--;
+    Py_ssize_t mark = end - 9;
+    while (mark >= start && !at(t, mark, ", method="))
+        mark--;
+    if (mark >= start) {  /* [\w-]+\Z (an ASCII line: \w is [A-Za-z0-9_]) */
+        Py_ssize_t value = run_of(t, mark + 9,
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+        if (value == end && end > mark + 9) {
+            method[0] = mark + 9, method[1] = end;
+            end = mark;
+        }
+    }
+    Py_ssize_t pid = end;  /* , PID=\d+\Z */
+    while (pid > start && IS_DIGIT(CH(t, pid - 1)))
+        pid--;
+    if (pid < end && pid - 6 >= start && at(t, pid - 6, ", PID="))
+        end = pid - 6;
+    if (end > start && CH(t, end - 1) == '>')
+        end--;
+    return end;
+}
+
+/* COMPONENT: Login: user=<u>, method=M, rip=R, lip=L, mpid=N, TLS, session=<S> (2.4:
+ * "Logged in: "), dovecot.login's reading, of an ASCII line (Python reads \s, \d and \w
+ * of the others) */
+static PyObject *
+login(Shapes *self, PyObject *line, const Text *m, Py_ssize_t body, PyObject *protocol)
+{
+    Py_ssize_t f;
+    if (!PyUnicode_IS_ASCII(m->str))
+        return NULL;
+    if (at(m, body, "Login: "))
+        f = body + 7;
+    else if (at(m, body, "Logged in: "))
+        f = body + 11;
+    else
+        return NULL;
+    /* the user name is client text: the remote IP is the last "rip=" field */
+    Py_ssize_t rip = m->len - 4, rip_end = 0;
+    for (; rip >= f; rip--) {
+        if (at(m, rip, "rip=") && (rip == f || CH(m, rip - 1) == ' ' || CH(m, rip - 1) == ',')
+            && (rip_end = address_run(m, rip + 4)) > rip + 4)
+            break;
+    }
+    if (rip < f)
+        return NULL;
+    Py_ssize_t lip = 0, lip_end = 0, session = 0, session_end = 0;
+    for (Py_ssize_t k = find(m, rip_end, m->len, "lip="); k >= 0;
+         k = find(m, k + 1, m->len, "lip=")) {
+        if (k == rip_end || CH(m, k - 1) == ' ' || CH(m, k - 1) == ',') {
+            Py_ssize_t end = address_run(m, k + 4);
+            if (end > k + 4) {
+                lip = k + 4, lip_end = end;
+                break;
+            }
+        }
+    }
+    for (Py_ssize_t k = find(m, rip_end, m->len, "session=<"); k >= 0;
+         k = find(m, k + 1, m->len, "session=<")) {
+        Py_ssize_t end = k + 9;
+        while (end < m->len && CH(m, end) != '<' && CH(m, end) != '>')
+            end++;
+        if (at(m, end, ">")) {
+            session = k + 9, session_end = end;
+            break;
+        }
+    }
+    Py_ssize_t method[2] = {0, 0}, user = 0, user_end = 0, head_end = rip > f ? rip - 1 : f;
+    if (at(m, f, "user=") && f + 5 <= head_end) {
+        user = f + 5 + (at(m, f + 5, "<") && f + 6 <= head_end);
+        user_end = split_user(m, user, head_end, method);
+    }
+    else
+        split_user(m, f, head_end, method);
+    int tls = find(m, rip_end, m->len, "TLS") >= 0 || find(m, rip_end, m->len, "secured") >= 0;
+    PyObject *items[] = {
+        Py_NewRef(line), Py_NewRef(protocol), slice(m, user, user_end),
+        slice(m, method[0], method[1]), slice(m, rip + 4, rip_end), slice(m, lip, lip_end),
+        slice(m, session, session_end), PyBool_FromLong(tls),
+    };
+    return build(self->types[LOGIN], items, 8);
+}
+
+/* The role dovecot.py gave a component (a 5-tuple's third item) is role. */
+static int
+has_role(PyObject *known, const char *role)
+{
+    return PyTuple_Check(known) && PyTuple_GET_SIZE(known) == 5
+        && PyUnicode_Check(PyTuple_GET_ITEM(known, 2)) && PyUnicode_Check(PyTuple_GET_ITEM(known, 3))
+        && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(known, 2), role) == 0;
+}
+
+/* dovecot: "COMPONENT: text" or "COMPONENT: Info: text", the component one that dovecot.py
+ * has already described: a mail session (lmtp(123), imap(user)), or a login process's
+ * successful login */
 static PyObject *
 dovecot(Shapes *self, PyObject *line, const Text *m)
 {
     Py_ssize_t colon = colon_space(m, 0);
-    if (colon <= 0)  /* (Dovecot 1.x's "Info: imap(u): ..." is no session: no level is) */
+    if (colon <= 0)  /* (Dovecot 1.x's "Info: imap(u): ..." is none of these: no level is) */
         return NULL;
     PyObject *component = slice(m, 0, colon), *known;
     if (component == NULL)
         return NULL;
     known = PyDict_GetItemWithError(self->components, component);
     Py_DECREF(component);
-    if (known == NULL || !PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 5
-        || !PyUnicode_Check(PyTuple_GET_ITEM(known, 2))
-        || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(known, 2), "session") != 0)
+    int session = known != NULL && has_role(known, "session");
+    if (!session && !(known != NULL && has_role(known, "login")))
         return NULL;
     Py_ssize_t body = colon + 2, second = colon_space(m, body);
     if (second > body && second - body < 8) {
@@ -692,6 +927,8 @@ dovecot(Shapes *self, PyObject *line, const Text *m)
         else if (PyErr_Occurred())
             return NULL;
     }
+    if (!session)
+        return login(self, line, m, body, PyTuple_GET_ITEM(known, 3));
     PyObject *items[] = {
         Py_NewRef(line), Py_NewRef(PyTuple_GET_ITEM(known, 3)),
         Py_NewRef(PyTuple_GET_ITEM(known, 4)), slice(m, body, m->len),
@@ -766,15 +1003,17 @@ shapes_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {
         "connect", "disconnect", "tls", "client", "removed", "queue_active", "message_id",
-        "delivery", "verdict", "session", "counters", "components", "levels", NULL,
+        "delivery", "verdict", "session", "content", "login", "counters", "components",
+        "levels", NULL,
     };
     PyObject *given[KINDS], *counters, *components, *levels;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!O!O!O!O!O!O!O!O!O!O!:Shapes", names,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!:Shapes", names,
             &PyType_Type, &given[CONNECT], &PyType_Type, &given[DISCONNECT],
             &PyType_Type, &given[TLS], &PyType_Type, &given[CLIENT],
             &PyType_Type, &given[REMOVED], &PyType_Type, &given[QUEUE_ACTIVE],
             &PyType_Type, &given[MESSAGE_ID], &PyType_Type, &given[DELIVERY],
             &PyType_Type, &given[VERDICT], &PyType_Type, &given[SESSION],
+            &PyType_Type, &given[CONTENT], &PyType_Type, &given[LOGIN],
             &PyDict_Type, &counters, &PyDict_Type, &components, &PyDict_Type, &levels))
         return NULL;
     for (int k = 0; k < KINDS; k++) {
