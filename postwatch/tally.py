@@ -2,12 +2,13 @@
 what they sent and what became of it.
 
 It is fed every event and every correlated record; it keeps one small record per SASL user
-(accounts are few; their client-IP sets are capped) and a counter per event type and program.
+(accounts are few; their client-IP sets are capped), and counters of event types and programs.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -16,20 +17,39 @@ from postwatch.parse.events import KIND_OF, Unparsed
 from postwatch.records import Accepted, Completed
 
 MAX_IPS_PER_ACCOUNT = 10_000
-MAX_PROGRAMS = 1000  # distinct programs counted per event type; the rest share one key
+MAX_PROGRAMS = 1000  # distinct programs counted; the rest share one key
 MAX_PROGRAM_LENGTH = 64
 OTHER_PROGRAMS = "(other programs)"
 _PROGRAM = attrgetter("line.program")
 
 
-def _program_key(program: str, counted: dict[str, int]) -> str:
+def _count_programs(counted: Counter[str], programs: Iterable[str]) -> None:
+    """Add ``programs`` to ``counted``; a program not counted before is keyed by
+    :func:`_program_key` (a syslog tag is any local user's choice)."""
+    known = len(counted)
+    counted.update(programs)
+    if len(counted) != known:  # the new keys are the last ones: keyed again, in order
+        new = [(program, counted.pop(program)) for program in list(counted)[known:]]
+        for program, number in new:
+            counted[_program_key(program, counted)] += number
+
+
+def _program_key(program: str, counted: Counter[str]) -> str:
     """How a program not counted yet is counted: a long tag cut short, and past
-    ``MAX_PROGRAMS`` one key for all (a syslog tag is any local user's choice)."""
+    ``MAX_PROGRAMS`` one key for all."""
     if len(program) > MAX_PROGRAM_LENGTH:
         program = program[: MAX_PROGRAM_LENGTH - 3] + "..."
     if program not in counted and len(counted) >= MAX_PROGRAMS:
         return OTHER_PROGRAMS
     return program
+
+
+def _named(counted: Counter[str]) -> Counter[str]:
+    """``counted`` with lines without a program under ``"(no program)"``."""
+    named: Counter[str] = Counter()
+    for program, number in counted.items():
+        named[program or "(no program)"] += number
+    return named
 
 
 @dataclass
@@ -55,51 +75,43 @@ class AccountTally:
 class Tally:
     """Counts for ``postwatch replay``'s summary.
 
-    Events are counted per event type and program; the counts by type, by program and of
-    unparsed lines are read off that one map (programs and types are few, and their number
-    and length are capped all the same).
+    Events are counted per type, every line per program, and unparsed lines per program
+    (types are few; the number and length of programs are capped).  A batch is counted by
+    ``Counter.update``, a loop in C, with a step in Python only for a program not seen
+    before and for a batch with an unparsed line.
     """
 
     def __init__(self) -> None:
-        self._counts: dict[type, dict[str, int]] = {}  # event type -> program -> events
+        self._types: Counter[type] = Counter()
+        self._programs: Counter[str] = Counter()  # program -> lines
+        self._unparsed: Counter[str] = Counter()  # program -> unparsed lines
         self.accounts: dict[str, AccountTally] = {}
 
     def count_events(self, events: list[Any]) -> None:
-        """Count a batch of events (together: a batch holds few types and programs)."""
-        counts = self._counts
-        batch = Counter(zip(map(type, events), map(_PROGRAM, events), strict=True))
-        for (cls, program), number in batch.items():
-            by_program = counts.get(cls)
-            if by_program is None:
-                by_program = counts[cls] = {}
-            count = by_program.get(program)
-            if count is None:
-                program = _program_key(program, by_program)
-                count = by_program.get(program, 0)
-            by_program[program] = count + number
+        """Count a batch of events."""
+        types = self._types
+        unparsed = types[Unparsed]
+        types.update(map(type, events))
+        _count_programs(self._programs, map(_PROGRAM, events))
+        if types[Unparsed] != unparsed:
+            programs = [event.line.program for event in events if type(event) is Unparsed]
+            _count_programs(self._unparsed, programs)
 
     @property
     def lines(self) -> int:
-        return sum(sum(by_program.values()) for by_program in self._counts.values())
+        return self._types.total()
 
     @property
     def by_type(self) -> Counter[type]:
-        return Counter({cls: sum(by.values()) for cls, by in self._counts.items()})
+        return +self._types
 
     @property
     def lines_by_program(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for by_program in self._counts.values():
-            for program, count in by_program.items():
-                counts[program or "(no program)"] += count
-        return counts
+        return _named(self._programs)
 
     @property
     def unparsed(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for program, count in self._counts.get(Unparsed, {}).items():
-            counts[program or "(no program)"] += count
-        return counts
+        return _named(self._unparsed)
 
     def record(self, record: object) -> None:
         cls = type(record)
