@@ -453,12 +453,22 @@ address_end(const Text *t, Py_ssize_t i)
     return -1;
 }
 
-/* The first i >= from with the ASCII literal lit wholly in t[from:end] (-1). */
+/* str.find and str.rfind: the first (last) i with the ASCII literal lit wholly in
+ * t[from:end], or -1. */
 static Py_ssize_t
 find(const Text *t, Py_ssize_t from, Py_ssize_t end, const char *lit)
 {
     Py_ssize_t n = (Py_ssize_t)strlen(lit);
     for (Py_ssize_t i = from; i + n <= end; i++)
+        if (at(t, i, lit))
+            return i;
+    return -1;
+}
+
+static Py_ssize_t
+rfind(const Text *t, Py_ssize_t from, Py_ssize_t end, const char *lit)
+{
+    for (Py_ssize_t i = end - (Py_ssize_t)strlen(lit); i >= from; i--)
         if (at(t, i, lit))
             return i;
     return -1;
@@ -554,10 +564,8 @@ content(Shapes *self, PyObject *line, const Text *m, Py_ssize_t qid_end)
         return NULL;
     /* the origin is after the head's last " from ", when the tail says anything */
     Py_ssize_t text_end = start, name[2] = {0, 0}, addr[2] = {0, 0};
-    Py_ssize_t from = s[0] || p[1] > p[0] ? start - 6 : -1;
-    while (from >= text && !at(m, from, " from "))
-        from--;
-    if (from >= text) {
+    Py_ssize_t from = s[0] || p[1] > p[0] ? rfind(m, text, start, " from ") : -1;
+    if (from >= 0) {
         Py_ssize_t span[4], end = client_at(m, from + 6, span);
         if (end < 0)  /* (a name ends at the blank after the tail's ";") */
             return NULL;  /* not name[addr]: Python's reading of the rest */
@@ -770,16 +778,6 @@ postscreen(Shapes *self, PyObject *line, const Text *m)
     return build(self->types[VERDICT], items, 5);
 }
 
-/* The first ": " at or after i (-1). */
-static Py_ssize_t
-colon_space(const Text *t, Py_ssize_t i)
-{
-    for (; i + 1 < t->len; i++)
-        if (CH(t, i) == ':' && CH(t, i + 1) == ' ')
-            return i;
-    return -1;
-}
-
 /* The Dovecot level t[start:end] names ("Info" -> "info"), borrowed; NULL for none. */
 static PyObject *
 level_of(Shapes *self, const Text *t, Py_ssize_t start, Py_ssize_t end)
@@ -808,10 +806,8 @@ split_user(const Text *t, Py_ssize_t start, Py_ssize_t end, Py_ssize_t method[2]
         end--;
     if (end > start && CH(t, end - 1) == ',')
         end--;
-    Py_ssize_t mark = end - 9;
-    while (mark >= start && !at(t, mark, ", method="))
-        mark--;
-    if (mark >= start) {  /* [\w-]+\Z (an ASCII line: \w is [A-Za-z0-9_]) */
+    Py_ssize_t mark = rfind(t, start, end, ", method=");
+    if (mark >= 0) {  /* [\w-]+\Z (an ASCII line: \w is [A-Za-z0-9_]) */
         Py_ssize_t value = run_of(t, mark + 9,
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
         if (value == end && end > mark + 9) {
@@ -845,13 +841,13 @@ login(Shapes *self, PyObject *line, const Text *m, Py_ssize_t body, PyObject *pr
     else
         return NULL;
     /* the user name is client text: the remote IP is the last "rip=" field */
-    Py_ssize_t rip = m->len - 4, rip_end = 0;
-    for (; rip >= f; rip--) {
-        if (at(m, rip, "rip=") && (rip == f || CH(m, rip - 1) == ' ' || CH(m, rip - 1) == ',')
+    Py_ssize_t rip = rfind(m, f, m->len, "rip="), rip_end = 0;
+    for (; rip >= 0; rip = rfind(m, f, rip, "rip=")) {
+        if ((rip == f || CH(m, rip - 1) == ' ' || CH(m, rip - 1) == ',')
             && (rip_end = address_run(m, rip + 4)) > rip + 4)
             break;
     }
-    if (rip < f)
+    if (rip < 0)
         return NULL;
     Py_ssize_t lip = 0, lip_end = 0, session = 0, session_end = 0;
     for (Py_ssize_t k = find(m, rip_end, m->len, "lip="); k >= 0;
@@ -905,7 +901,7 @@ has_role(PyObject *known, const char *role)
 static PyObject *
 dovecot(Shapes *self, PyObject *line, const Text *m)
 {
-    Py_ssize_t colon = colon_space(m, 0);
+    Py_ssize_t colon = find(m, 0, m->len, ": ");
     if (colon <= 0)  /* (Dovecot 1.x's "Info: imap(u): ..." is none of these: no level is) */
         return NULL;
     PyObject *component = slice(m, 0, colon), *known;
@@ -913,10 +909,12 @@ dovecot(Shapes *self, PyObject *line, const Text *m)
         return NULL;
     known = PyDict_GetItemWithError(self->components, component);
     Py_DECREF(component);
-    int session = known != NULL && has_role(known, "session");
-    if (!session && !(known != NULL && has_role(known, "login")))
+    if (known == NULL)
         return NULL;
-    Py_ssize_t body = colon + 2, second = colon_space(m, body);
+    int session = has_role(known, "session");
+    if (!session && !has_role(known, "login"))
+        return NULL;
+    Py_ssize_t body = colon + 2, second = find(m, body, m->len, ": ");
     if (second > body && second - body < 8) {
         PyObject *level = level_of(self, m, body, second);
         if (level != NULL) {
