@@ -18,7 +18,13 @@ from postwatch.clock import SteppedClock
 from postwatch.config import DetectSettings, Limits, Override, Thresholds
 from postwatch.detect import Alert, Detector, Subject
 from postwatch.geo import Geo
-from postwatch.parse.events import DovecotLogin, DovecotLoginFailed, Reject, SaslFailure
+from postwatch.parse.events import (
+    DovecotAuthFailure,
+    DovecotLogin,
+    DovecotLoginFailed,
+    Reject,
+    SaslFailure,
+)
 from postwatch.records import Accepted, Delivered, LogLine, Message, Outcome
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
@@ -398,6 +404,31 @@ def test_credential_stuffing_success_alerts_the_account_and_the_ip() -> None:
     assert {"brute_force", "guessed_login"} <= ip_reasons
     for user in ["anna", "ben", "chris"]:
         assert traffic.of(f"{user}@example.org") == []
+
+
+def test_a_deny_passdb_missing_a_known_account_is_no_failed_login() -> None:
+    """Dovecot with postwatch's deny passdb first (and auth_verbose) logs "unknown user"
+    from it before every good login; for an account that has logged in before, that is no
+    failure.  Unknown names and password mismatches from the same place still count."""
+    traffic, start = learned("gina@example.org")
+    hotel = SPAIN_HOTEL[1]
+    for index in range(8):
+        when = start + timedelta(minutes=5 * index)
+        traffic.feed(deny_miss(when, hotel, "gina@example.org"))
+        traffic.imap_login(when + timedelta(seconds=1), hotel, "gina@example.org")
+    assert traffic.alerts == []
+
+    guesser = "91.92.240.15"
+    when = start + timedelta(hours=1)
+    for index in range(20):
+        traffic.feed(deny_miss(when + timedelta(seconds=index), guesser, f"x{index}@example.org"))
+    assert {r.signal for alert in traffic.of(guesser) for r in alert.reasons} == {"brute_force"}
+
+
+def deny_miss(ts: datetime, ip: str, user: str) -> DovecotAuthFailure:
+    """``auth: passwd-file(user,ip,<session>): unknown user`` (Dovecot 2.3, auth_verbose)."""
+    line = LogLine(ts, "mx", "dovecot", None, f"auth: passwd-file({user},{ip},<x>): ...")
+    return DovecotAuthFailure(line, "passwd-file", user, ip, "unknown user")
 
 
 def test_relay_probing_flags_the_client() -> None:

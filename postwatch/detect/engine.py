@@ -387,7 +387,16 @@ class Detector:
         return self._failure(now, item.remote_ip, item.user, 1, max(1, item.attempts or 1))
 
     def _on_auth_failure(self, item: DovecotAuthFailure, now: float) -> list[Finding]:
+        if item.reason.startswith("unknown user") and self._logged_in_before(item.user):
+            # a passdb before the one that holds the account missed it (a deny list: with
+            # auth_verbose every good login logs this); a wrong password is a mismatch
+            return []
         return self._failure(now, item.remote_ip, item.user, 2, 1)
+
+    def _logged_in_before(self, user: str) -> bool:
+        """Whether ``user`` has logged in (or sent) from somewhere this detector knows."""
+        profile = self.profiles.peek(account(user)) if user else None
+        return profile is not None and bool(profile.origins)
 
     def _on_reject(self, item: Reject, now: float) -> list[Finding]:
         if self.learning or not item.client_ip:
