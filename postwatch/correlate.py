@@ -15,6 +15,13 @@ first hop's ``queued as NEXT`` reply, and inherits its origin (client, SASL user
 ``queued as`` from a relay on this host (loopback, a unix socket) links at once; one from
 another address (a filter in a container or on the LAN) only when NEXT's ``client=`` is
 that very address within ``REMOTE_HOP_TTL``: a remote MX's ``queued as`` is its own ID.
+
+Dovecot's submission service relays through Postfix as a client of its own, without the
+login unless it sends XCLIENT LOGIN (or with one shared ``submission_relay_user``).  Its
+``Successfully relayed message`` line names the login and Postfix's queue ID: the message
+takes that login, with the address and method of the ``submission-login`` session, in place
+of the relay's.  Once a client address is known to be Dovecot's relay, its messages' Accepted
+waits for that line, or for the first delivery attempt at the latest.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from postwatch.records import (
 
 _FLUSH_EVERY = timedelta(minutes=5)
 REMOTE_HOP_TTL = timedelta(minutes=10)  # a filter elsewhere queues its hand-over back by then
+DOVECOT_SUBMISSION = "dovecot/submission"  # the service of a message Dovecot's relayed
 # Records are built without the NamedTuple constructor: every field, in order.
 _new = tuple.__new__
 
@@ -57,6 +65,7 @@ class _MessageState:
 
     __slots__ = (
         "accepted",
+        "awaiting_login",
         "client_ip",
         "client_name",
         "first_seen",
@@ -97,6 +106,7 @@ class _MessageState:
         self.orig_queue_id = self.next_queue_id = ""
         self.rejected = False
         self.accepted = False
+        self.awaiting_login = False  # Accepted waits for Dovecot's relay line
 
     @property
     def has_origin(self) -> bool:
@@ -184,6 +194,11 @@ class Correlator:
         # content-filter links: next hop (host, queue ID) -> first hop's queue ID, when
         # seen, and the relay's address that NEXT's client must be ("" for a local relay)
         self._next_hops: dict[tuple[str, str], tuple[str, datetime, str]] = {}
+        # Dovecot submission: (host, session) -> (address, method, seen) of its logins,
+        # and (host, client address) -> last seen of the connections it relays over
+        self._submission_logins: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+        self._relay_clients: dict[tuple[str, str], datetime] = {}
+        self._hosts: dict[str, datetime] = {}  # host -> when it last started a message
         self._next_flush: datetime | None = None
         self.flushed_messages = 0
         self.flushed_sessions = 0
@@ -203,6 +218,8 @@ class Correlator:
             ev.SaslFailure: self._sasl_failure,  # type: ignore[dict-item]
             ev.TlsEstablished: self._tls,  # type: ignore[dict-item]
             ev.QueueOperation: self._queue_operation,  # type: ignore[dict-item]
+            ev.DovecotLogin: self._dovecot_login,  # type: ignore[dict-item]
+            ev.DovecotRelayed: self._dovecot_relayed,  # type: ignore[dict-item]
         }
         self._handlers = handlers
         # the event types feed() looks at; it returns nothing for the rest (a caller may skip them)
@@ -237,6 +254,12 @@ class Correlator:
             if seen < (remote_cutoff if address else message_cutoff)
         ]:
             del self._next_hops[key]
+        for key in [k for k, (*_, seen) in self._submission_logins.items() if seen < remote_cutoff]:
+            del self._submission_logins[key]
+        for key in [k for k, seen in self._relay_clients.items() if seen < message_cutoff]:
+            del self._relay_clients[key]
+        for host in [h for h, seen in self._hosts.items() if seen < message_cutoff]:
+            del self._hosts[host]
         session_cutoff = now - self.session_ttl
         for skey in [k for k, s in self.sessions.items() if s.last_seen < session_cutoff]:
             session = self.sessions.pop(skey)
@@ -254,6 +277,9 @@ class Correlator:
         self.messages.clear()
         self.sessions.clear()
         self._next_hops.clear()
+        self._submission_logins.clear()
+        self._relay_clients.clear()
+        self._hosts.clear()
         return out
 
     # --- message helpers ---------------------------------------------------------------
@@ -273,6 +299,7 @@ class Correlator:
     ) -> _MessageState:
         """State for a line that starts a message: a reused queue ID flushes the old one."""
         key = (line.host, queue_id)
+        self._hosts[line.host] = line.ts
         old = self.messages.get(key)
         if old is not None and (old.client_ip or old.pickup_uid is not None or old.accepted):
             out.append(_new(Completed, (line.ts, self.messages.pop(key).freeze(False))))
@@ -323,15 +350,28 @@ class Correlator:
         state.sender = event.sender
 
     def _queue_active(self, event: ev.QueueActive, out: list[Correlated]) -> None:
-        state = self._state(event.line, event.queue_id)
+        line = event.line
+        state = self._state(line, event.queue_id)
         state.sender, state.size, state.nrcpt = event.sender, event.size, event.nrcpt
         if not state.accepted and state.has_origin:
-            state.accepted = True
-            out.append(_new(Accepted, (event.line.ts, state.freeze(False))))
+            if (
+                self._relay_clients
+                and state.service != DOVECOT_SUBMISSION
+                and (line.host, state.client_ip) in self._relay_clients
+            ):
+                state.awaiting_login = True
+                return
+            self._accept(state, line.ts, out)
+
+    def _accept(self, state: _MessageState, ts: datetime, out: list[Correlated]) -> None:
+        state.accepted, state.awaiting_login = True, False
+        out.append(_new(Accepted, (ts, state.freeze(False))))
 
     def _delivery(self, event: ev.Delivery, out: list[Correlated]) -> None:
         line, queue_id, recipient, status, relay, dsn, _delay, reply, orig_to = event[:9]
         state = self._state(line, queue_id)
+        if state.awaiting_login:
+            self._accept(state, line.ts, out)
         outcomes = state.outcomes
         previous = outcomes.get(recipient)
         deferrals = previous[7] if previous is not None else 0  # previous.deferrals
@@ -369,6 +409,8 @@ class Correlator:
         state = self.messages.pop((event.line.host, event.queue_id), None)
         if state is not None:
             state.last_seen = event.line.ts
+            if state.awaiting_login:
+                self._accept(state, event.line.ts, out)
             out.append(_new(Completed, (event.line.ts, state.freeze())))
 
     def _queue_operation(self, event: ev.QueueOperation, out: list[Correlated]) -> None:
@@ -389,6 +431,46 @@ class Correlator:
             state.rejected = True
             self.messages.pop((event.line.host, event.queue_id), None)
             out.append(_new(Completed, (event.line.ts, state.freeze())))
+
+    def _dovecot_login(self, event: ev.DovecotLogin, out: list[Correlated]) -> None:
+        if event.protocol == "submission" and event.session:
+            line = event.line
+            self._submission_logins[(line.host, event.session)] = (
+                event.remote_ip,
+                event.method,
+                line.ts,
+            )
+
+    def _dovecot_relayed(self, event: ev.DovecotRelayed, out: list[Correlated]) -> None:
+        """Dovecot's submission relayed ``queue_id``: the message is its login's."""
+        line = event.line
+        state = self._relayed_message(line.host, event.queue_id)
+        if state is None or state.pickup_uid is not None or state.orig_queue_id:
+            return
+        if state.sasl_username != event.user:  # not told by XCLIENT LOGIN
+            self._relay_clients[(state.host, state.client_ip)] = line.ts
+            login = self._submission_logins.get((line.host, event.session))
+            if login is not None:
+                self._submission_logins[(line.host, event.session)] = (*login[:2], line.ts)
+                state.client_ip, state.sasl_method = login[0], login[1]
+            state.sasl_username, state.sasl_sender = event.user, ""
+            state.client_name = state.helo = ""  # the relay's own name and HELO
+            state.service = DOVECOT_SUBMISSION
+        if state.awaiting_login:
+            self._accept(state, line.ts, out)
+
+    def _relayed_message(self, host: str, queue_id: str) -> _MessageState | None:
+        """The message ``queue_id`` of ``host``; Dovecot's own log files name no host, so a
+        line without one is looked up on each host whose messages are in memory."""
+        if not queue_id:
+            return None
+        if host:
+            return self.messages.get((host, queue_id))
+        for candidate in self._hosts:
+            state = self.messages.get((candidate, queue_id))
+            if state is not None:
+                return state
+        return None
 
     # --- session helpers ---------------------------------------------------------------
 

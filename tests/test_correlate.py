@@ -103,6 +103,76 @@ def test_reused_queue_id_starts_a_new_message():
     assert accepted == ["victim@example.com", "other@example.com"]
 
 
+# Dovecot's submission service relays through Postfix's smtpd on 127.0.0.1 without naming the
+# login (no XCLIENT); both log into one file, as the end-to-end harness has them write it.
+DOVECOT_RELAY = """\
+Nov 24 00:18:39 submission-login: Info: Login: user=<alice@example.com>, method=PLAIN, rip=203.0.113.7, lip=127.0.0.1, mpid=8901, session=<fKb8pvpgQJzBnpe4>
+Nov 24 00:18:39 mail postfix/smtpd[8893]: connect from localhost[127.0.0.1]
+Nov 24 00:18:39 mail postfix/smtpd[8893]: NOQUEUE: permit: RCPT from localhost[127.0.0.1]: action=permit_mynetworks for Client host=localhost[127.0.0.1] ; from=<alice@example.com> to=<anna@example.net> proto=ESMTP helo=<mail.example.com>
+Nov 24 00:18:39 mail postfix/smtpd[8893]: E750A248C84: client=localhost[127.0.0.1]
+Nov 24 00:18:39 mail postfix/cleanup[8902]: E750A248C84: message-id=<20261124001839.E750A248C84@mail.example.com>
+Nov 24 00:18:39 mail postfix/qmgr[8887]: E750A248C84: from=<alice@example.com>, size=347, nrcpt=1 (queue active)
+Nov 24 00:18:39 submission(alice@example.com)<8901><fKb8pvpgQJzBnpe4>: Info: Successfully relayed message: from=<alice@example.com>, size=139, id=ZFuqN9/XBGvFIgAAg+zDdQ, nrcpt=1, reply=`250 2.0.0 Ok: 347 bytes queued as E750A248C84'
+Nov 24 00:18:39 mail postfix/smtpd[8893]: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 bdat=1 quit=1 commands=5
+Nov 24 00:18:39 mail postfix/smtp[8903]: E750A248C84: to=<anna@example.net>, relay=127.0.0.1[127.0.0.1]:40111, delay=0.02, delays=0.01/0.01/0/0, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)
+Nov 24 00:18:39 mail postfix/qmgr[8887]: E750A248C84: removed
+Nov 24 00:18:40 submission-login: Info: Login: user=<alice@example.com>, method=PLAIN, rip=198.51.100.23, lip=127.0.0.1, mpid=8912, session=<v+cMp/pgQJzBnpe4>
+Nov 24 00:18:40 mail postfix/smtpd[8893]: connect from localhost[127.0.0.1]
+Nov 24 00:18:40 mail postfix/smtpd[8893]: 00D99248C81: client=localhost[127.0.0.1]
+Nov 24 00:18:40 mail postfix/qmgr[8887]: 00D99248C81: from=<alice@example.com>, size=347, nrcpt=1 (queue active)
+Nov 24 00:18:41 submission(alice@example.com)<8912><v+cMp/pgQJzBnpe4>: Info: Successfully relayed message: from=<alice@example.com>, size=139, id=FHgCAOHXBGvQIgAAg+zDdQ, nrcpt=1, reply=`250 2.0.0 Ok: 347 bytes queued as 00D99248C81'
+Nov 24 00:18:41 mail postfix/smtpd[8893]: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 bdat=1 quit=1 commands=5
+Nov 24 00:18:41 mail postfix/smtpd[8893]: connect from localhost[127.0.0.1]
+Nov 24 00:18:41 mail postfix/smtpd[8893]: 11E2A248C90: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=webmail-user@example.com
+Nov 24 00:18:41 mail postfix/qmgr[8887]: 11E2A248C90: from=<webmail-user@example.com>, size=512, nrcpt=1 (queue active)
+Nov 24 00:18:42 mail postfix/smtp[8903]: 11E2A248C90: to=<ben@example.org>, relay=127.0.0.1[127.0.0.1]:40111, delay=0.02, delays=0.01/0.01/0/0, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)
+"""
+
+
+def test_dovecot_submission_gives_the_message_its_login():
+    """A message Dovecot's submission relayed is its login's, from the login's address, and
+    without the relay's name and HELO.  Once the relay is known, a message from it waits for
+    Dovecot's line before it is Accepted; one that never gets a line (a webmail on the same
+    address) is Accepted at its first delivery attempt."""
+    records = correlate(DOVECOT_RELAY)
+    completed = [r.message for r in records if isinstance(r, Completed)]
+    first = completed[0]
+    assert (first.sasl_username, first.client_ip, first.client_name, first.helo) == (
+        "alice@example.com",
+        "203.0.113.7",
+        "",
+        "",
+    )
+    assert (first.service, first.sasl_method) == ("dovecot/submission", "PLAIN")
+    accepted = [(r.ts.second, r.message) for r in records if isinstance(r, Accepted)]
+    # the first relayed message was accepted before its relay was known
+    assert [(second, m.queue_id, m.sasl_username) for second, m in accepted] == [
+        (39, "E750A248C84", ""),
+        (41, "00D99248C81", "alice@example.com"),
+        (42, "11E2A248C90", "webmail-user@example.com"),
+    ]
+    assert accepted[1][1].client_ip == "198.51.100.23"
+    assert accepted[2][1].client_ip == "127.0.0.1"
+
+
+def test_xclient_login_from_dovecot_keeps_postfixs_record():
+    """With ``submission_relay_trusted`` Postfix already names the login (XCLIENT): nothing
+    is replaced and the relay's address is not learned (messages are Accepted at once)."""
+    trusted = DOVECOT_RELAY.replace(
+        "client=localhost[127.0.0.1]\n",
+        "client=unknown[203.0.113.7], sasl_method=XCLIENT, sasl_username=alice@example.com\n",
+    )
+    records = correlate(trusted)
+    accepted = [r for r in records if isinstance(r, Accepted)]
+    assert [r.ts.second for r in accepted] == [39, 40, 41]
+    first = accepted[0].message
+    assert (first.client_ip, first.service, first.sasl_method) == (
+        "203.0.113.7",
+        "postfix",
+        "XCLIENT",
+    )
+
+
 CONTENT_FILTER = """\
 Nov 23 10:00:00 mx postfix/submission/smtpd[100]: 1111111111: client=unknown[203.0.113.9], sasl_method=PLAIN, sasl_username=victim@example.com
 Nov 23 10:00:00 mx postfix/qmgr[102]: 1111111111: from=<victim@example.com>, size=900, nrcpt=1 (queue active)

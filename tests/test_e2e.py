@@ -40,6 +40,8 @@ pytestmark = pytest.mark.system
 
 VICTIM = "alice@example.com"
 REFUSED_AT = {"auth": 535, "rcpt": 554}  # Dovecot's deny passdb; the postwatch map
+# Dovecot's submission: its deny passdb, or the session in progress kicked (421 "Shutting down")
+KICKED_AT = {"auth": 535, "mail": 421, "rcpt": 421, "data": 421}
 MIN_HISTORY = 3  # seconds an account is watched before its habits count (see MailSystem.config)
 ORDINARY_ROUNDS = MIN_HISTORY + 2  # one second apart: the accounts' history
 MAX_SPAM = 300  # the attacker gives up here: a test that reaches it has failed
@@ -105,11 +107,15 @@ def wait_on_hold(system: MailSystem, attempts: Iterable[Attempt], *, what: str) 
 
 
 def assert_stopped(
-    system: MailSystem, postwatch: Postwatch, spam: list[Attempt], refused: Attempt | None
+    system: MailSystem,
+    postwatch: Postwatch,
+    spam: list[Attempt],
+    refused: Attempt | None,
+    refused_at: Mapping[str, int] = REFUSED_AT,
 ) -> dict[str, Any]:
     """The critical alert, the locks, the held spam and the refusals after an attack."""
     assert refused is not None, f"{len(spam)} spam messages accepted and none refused"
-    assert REFUSED_AT.get(refused.stage) == refused.code, refused
+    assert refused_at.get(refused.stage) == refused.code, refused
     alert = postwatch.wait_for_alert(VICTIM, "critical")
     # Locked where Postfix and Dovecot look.
     assert system.postfix_lock(VICTIM).startswith("REJECT")
@@ -185,6 +191,44 @@ def test_stolen_password_burst_is_stopped_and_undone(
     assert postwatch.stop() == 0, postwatch.errors()
     titles = [notice["title"] for notice in system.receiver.notifications]
     assert len(titles) == 2 and f"{VICTIM} unlocked" in titles[1], titles
+
+
+@pytest.fixture(scope="module")
+def dovecot_msa() -> Iterator[MailSystem]:
+    """A second system: the users submit to Dovecot's submission service, which relays
+    through Postfix's smtpd without naming them, and Dovecot logs into Postfix's log."""
+    with MailSystem(Programs.find(require_program), dovecot_submission=True) as system:
+        system.sink.greylisted.update(SPAM_DOMAINS)
+        yield system
+
+
+def test_a_stolen_password_used_through_dovecots_submission_is_stopped(
+    dovecot_msa: MailSystem,
+) -> None:
+    """Postfix sees every message come from Dovecot on 127.0.0.1 without a login; postwatch
+    takes the login and the client's address from Dovecot's own lines, and the burst is
+    locked and held as on Postfix's submission.  Fails without that attribution: no
+    message would have a sender account."""
+    system = dovecot_msa
+    postwatch = Postwatch(system, min_history=MIN_HISTORY)
+    postwatch.start()
+    try:
+        rng = random.Random(3)
+        homes = ordinary_history(system, rng)
+        postwatch.wait_caught_up()
+        assert postwatch.alerts() == []
+        burst = attack(system, VICTIM, rng, messages=MAX_SPAM)
+        alert = assert_stopped(
+            system, postwatch, list(burst.accepted), burst.refused, refused_at=KICKED_AT
+        )
+        attackers = {client.ip for client in burst.clients}
+        assert attackers & set(alert["evidence"]["ips"])  # the logins' own addresses
+        banned = set(system.fail2ban_ips())  # never Dovecot's relay on 127.0.0.1
+        assert banned and banned <= attackers and homes[VICTIM].ip not in banned
+        assert postwatch.stop() == 0, postwatch.errors()
+    finally:
+        postwatch.stop()
+        system.reset()
 
 
 def test_kill_9_mid_burst_still_locks_once(

@@ -39,7 +39,7 @@ PATTERN_NAMES: tuple[str, ...] = (
     "delivery.status", "delivery.remote_reply", "bounce.notice", "pickup.uid",
     "postsuper.operation", "postsuper.summary", "postfix.diagnostic", "postfix.notice",
     "dovecot.login", "dovecot.login_failed", "dovecot.disconnect", "dovecot.auth_failure",
-    "dovecot.pam_failure", "dovecot.session", "dovecot.diagnostic",
+    "dovecot.pam_failure", "dovecot.session", "dovecot.relayed", "dovecot.diagnostic",
 )  # fmt: skip
 """Every named pattern; each has at least one annotated sample in fixtures/maillogs/samples."""
 

@@ -927,6 +927,8 @@ dovecot(Shapes *self, PyObject *line, const Text *m)
     }
     if (!session)
         return login(self, line, m, body, PyTuple_GET_ITEM(known, 3));
+    if (at(m, body, "Successfully relayed message: "))
+        return NULL;  /* Dovecot's submission service relayed a message: dovecot.py's */
     PyObject *items[] = {
         Py_NewRef(line), Py_NewRef(PyTuple_GET_ITEM(known, 3)),
         Py_NewRef(PyTuple_GET_ITEM(known, 4)), slice(m, body, m->len),

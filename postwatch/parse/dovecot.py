@@ -22,6 +22,7 @@ from postwatch.parse.events import (
     DovecotDisconnect,
     DovecotLogin,
     DovecotLoginFailed,
+    DovecotRelayed,
     DovecotSession,
     Event,
 )
@@ -76,6 +77,8 @@ _pam_unix = re.compile(
     r"pam_unix\(dovecot:auth\): authentication failure; .*?ruser=(.*) rhost=(\S*)"
     r"(?:\s+user=(\S*))?\Z"
 ).match
+_RELAYED = "Successfully relayed message: "
+_queued_as = re.compile(r", reply=`2\d\d [^`']*\bqueued as ([0-9A-Za-z]{5,20})'\Z").search
 _address = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\Z").match
 
 
@@ -160,6 +163,8 @@ def parse_dovecot(line: LogLine) -> Claim | None:
     component, level, text = split
     role = component[2]
     if role == _SESSION:
+        if component[3] == "submission" and text.startswith(_RELAYED):
+            return "dovecot.relayed", relayed(line, component[4], text)
         shown = text if level == "info" else f"{level.capitalize()}: {text}"
         return "dovecot.session", _new(DovecotSession, (line, component[3], component[4], shown))
     if role == _LOGIN:
@@ -214,6 +219,19 @@ def login(line: LogLine, protocol: str, text: str) -> Claim | None:
             int(attempts.group(1)) if attempts else None,
         ))  # fmt: skip
     return "dovecot.disconnect", _new(DovecotDisconnect, (line, protocol, user, remote_ip, reason))
+
+
+def relayed(line: LogLine, user: str, text: str) -> DovecotRelayed:
+    """``Successfully relayed message: from=<s>, ..., reply=`250 ... queued as QID'``.
+
+    The sender is client text and comes first; the reply is the MTA's and ends the line, so
+    the queue ID is read there and nowhere else.  The session is the last ``<...>`` of the
+    process name (``submission(user)<pid><session>``), which precedes all client text.
+    """
+    head = line.message[: line.message.find(": ")] if line.program == "dovecot" else ""
+    session = head[head.rfind("<") + 1 : -1] if head.endswith(">") else ""
+    queued = _queued_as(text)
+    return _new(DovecotRelayed, (line, user, session, queued.group(1) if queued else ""))
 
 
 def _first_field(text: str, key: str) -> str:

@@ -459,6 +459,22 @@ class DovecotSession(NamedTuple):
         return "dovecot_session"
 
 
+class DovecotRelayed(NamedTuple):
+    """Dovecot's submission service handed a message to the MTA:
+    ``submission(user)<pid><session>: Successfully relayed message: from=<s>, size=N, id=X,
+    nrcpt=N, reply=`250 2.0.0 Ok: queued as QID'``.  ``queue_id`` is the MTA's, read from
+    its reply at the end of the line (``""`` when the reply names none)."""
+
+    line: LogLine
+    user: str
+    session: str
+    queue_id: str
+
+    @property
+    def kind(self) -> str:
+        return "dovecot_relayed"
+
+
 # --- everything else ---------------------------------------------------------------
 
 
@@ -501,6 +517,7 @@ Event = (
     | DovecotDisconnect
     | DovecotAuthFailure
     | DovecotSession
+    | DovecotRelayed
     | Unparsed
 )
 
@@ -533,6 +550,7 @@ EVENT_TYPES: tuple[type, ...] = (
     DovecotDisconnect,
     DovecotAuthFailure,
     DovecotSession,
+    DovecotRelayed,
     Unparsed,
 )
 # event type -> its kind, for counting by type (read off a blank instance of each)

@@ -77,6 +77,35 @@ service auth {{
 }}
 """)
 
+    def serve_submission(self, port: int, relay_port: int, *, hostname: str, log: Path) -> None:
+        """Also be the submission server (MSA) on 127.0.0.1:``port``, relaying through the
+        MTA's smtpd on ``relay_port`` without XCLIENT (``submission_relay_trusted = no``, the
+        default), and log into ``log`` (the MTA's log, as syslog would merge them).
+
+        The listener takes the HAProxy protocol from loopback, so a test client can present
+        any address; call before :meth:`start`."""
+        self.log = log
+        (self.root / "mail").mkdir(mode=0o777)
+        (self.root / "mail").chmod(0o777)  # the submission process runs as nobody
+        text = self.config.read_text()
+        text = text.replace("protocols =\n", "protocols = submission\n")
+        text = text.replace(f"log_path = {self.root / 'dovecot.log'}", f"log_path = {log}")
+        self.config.write_text(f"""{text}
+hostname = {hostname}
+postmaster_address = postmaster@{hostname}
+mail_location = maildir:{self.root}/mail/%u
+submission_relay_host = 127.0.0.1
+submission_relay_port = {relay_port}
+haproxy_trusted_networks = 127.0.0.1
+service submission-login {{
+  inet_listener submission {{
+    address = 127.0.0.1
+    port = {port}
+    haproxy = yes
+  }}
+}}
+""")
+
     def start(self) -> None:
         # Dovecot forks into the background: give it no pipe to hold open.
         with (self.root / "startup.err").open("w") as errors:

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages that postwatch's real-component tests run: postfix (postmap,
-# postconf, postsuper, postqueue), dovecot-core (doveadm), fail2ban (fail2ban-regex),
+# postconf, postsuper, postqueue), dovecot-core (doveadm), dovecot-submissiond (Dovecot as
+# the submission server in front of Postfix), fail2ban (fail2ban-regex),
 # postgresql (initdb, pg_ctl), systemd-journal-remote (journal files for journalctl) and
 # logrotate (rotation while following) and systemd (systemd-analyze verify of the unit).
 # Extra package names may be given as arguments (make bench asks for pflogsumm).
@@ -14,6 +15,7 @@ want() {  # want PACKAGE TEST-COMMAND...
 }
 want postfix test -x /usr/sbin/postmap
 want dovecot-core test -x /usr/bin/doveadm
+want dovecot-submissiond test -x /usr/lib/dovecot/submission
 want fail2ban test -x /usr/bin/fail2ban-regex
 want postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
 want systemd-journal-remote test -x /lib/systemd/systemd-journal-remote

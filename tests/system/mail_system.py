@@ -82,7 +82,16 @@ def submission_service(port: int) -> str:
 class MailSystem(Service):
     """Dovecot, Postfix, the sink and the receiver, started together and stopped together."""
 
-    def __init__(self, programs: Programs, users: Mapping[str, str] = USERS) -> None:
+    def __init__(
+        self,
+        programs: Programs,
+        users: Mapping[str, str] = USERS,
+        *,
+        dovecot_submission: bool = False,
+    ) -> None:
+        """``dovecot_submission``: the users submit to Dovecot's submission service, which
+        relays through Postfix's smtpd without naming them (no XCLIENT), instead of to
+        Postfix's submission service."""
         self.programs = programs
         self.users = dict(users)
         self.submission_port = free_port()
@@ -103,6 +112,14 @@ class MailSystem(Service):
             self.receiver.stop()
             raise
         self.maillog = self.postfix.maillog
+        self.dovecot_submission_port = free_port() if dovecot_submission else 0
+        if dovecot_submission:
+            self.dovecot.serve_submission(
+                self.dovecot_submission_port,
+                self.postfix.port,
+                hostname=MY_HOSTNAME,
+                log=self.maillog,
+            )
 
     def _postfix(self) -> PostfixInstance:
         """Postfix on 127.0.0.1 (smtpd and submission), SASL through Dovecot, the postwatch
@@ -234,13 +251,14 @@ log = {json.dumps(str(self.ban_log))}
         """One submission as ``user`` with its password, from ``client`` (by XCLIENT);
         ``before_data`` runs while the session waits after its last RCPT."""
         return submit(
-            self.submission_port,
+            self.dovecot_submission_port or self.submission_port,
             user,
             self.users[user],
             client,
             recipients,
             subject=subject,
             before_data=before_data,
+            proxied=bool(self.dovecot_submission_port),
         )
 
     def postfix_lock(self, user: str) -> str:

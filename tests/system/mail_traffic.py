@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import smtplib
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple, Protocol
@@ -69,21 +70,25 @@ def submit(
     *,
     subject: str,
     before_data: Callable[[], object] | None = None,
+    proxied: bool = False,
 ) -> Attempt:
     """One submission to 127.0.0.1:``port`` as ``user`` with ``password``, from ``client``
-    (by XCLIENT); ``before_data`` runs while the session waits after its last RCPT."""
+    (by XCLIENT, or by the HAProxy protocol when ``proxied``: Dovecot's submission);
+    ``before_data`` runs while the session waits after its last RCPT."""
     body = (
         f"From: <{user}>\r\nTo: <{recipients[0]}>\r\nSubject: {subject}\r\n\r\n"
         "Hello,\r\nplease see the attached document.\r\n"
     )
     started = time.monotonic()
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
-        smtp.ehlo("localhost")
-        code, reply = smtp.docmd(
-            "XCLIENT", f"NAME={client.name} ADDR={client.ip} HELO={client.helo}"
-        )
-        if code != 220:
-            raise AssertionError(f"XCLIENT refused: {code} {reply!r}")
+    with _Proxied(client.ip) if proxied else smtplib.SMTP(timeout=30) as smtp:
+        smtp.connect("127.0.0.1", port)
+        if not proxied:
+            smtp.ehlo("localhost")
+            code, reply = smtp.docmd(
+                "XCLIENT", f"NAME={client.name} ADDR={client.ip} HELO={client.helo}"
+            )
+            if code != 220:
+                raise AssertionError(f"XCLIENT refused: {code} {reply!r}")
         smtp.ehlo(client.helo)
         smtp.user, smtp.password = user, password
         try:
@@ -105,6 +110,22 @@ def submit(
     text = reply.decode("utf-8", "replace")
     queue_id = text.rpartition("queued as ")[2].strip()
     return Attempt(True, "", code, text, queue_id, started, time.monotonic())
+
+
+class _Proxied(smtplib.SMTP):
+    """A client that presents ``address`` by a HAProxy protocol v1 header, sent on connect
+    before the server's greeting."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__(timeout=30)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)
+        family = "TCP6" if ":" in self.address else "TCP4"
+        local = "::1" if family == "TCP6" else host
+        sock.sendall(f"PROXY {family} {self.address} {local} 40000 {port}\r\n".encode())
+        return sock
 
 
 def _refused(stage: str, code: int, reply: bytes | str, started: float) -> Attempt:
