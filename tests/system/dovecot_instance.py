@@ -84,12 +84,12 @@ service auth {{
 
         The listener takes the HAProxy protocol from loopback, so a test client can present
         any address; call before :meth:`start`."""
+        mail = self.root / "mail"
+        mail.mkdir()
+        mail.chmod(0o777)  # the submission process runs as nobody (mkdir's mode is umasked)
+        text = self.config.read_text().replace("protocols =\n", "protocols = submission\n")
+        text = text.replace(f"log_path = {self.log}\n", f"log_path = {log}\n")
         self.log = log
-        (self.root / "mail").mkdir(mode=0o777)
-        (self.root / "mail").chmod(0o777)  # the submission process runs as nobody
-        text = self.config.read_text()
-        text = text.replace("protocols =\n", "protocols = submission\n")
-        text = text.replace(f"log_path = {self.root / 'dovecot.log'}", f"log_path = {log}")
         self.config.write_text(f"""{text}
 hostname = {hostname}
 postmaster_address = postmaster@{hostname}
