@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
+import pytest
 from conftest import MAILLOGS
 
 DEMO = MAILLOGS / "demo" / "mail.log"
@@ -107,6 +109,31 @@ def test_stdin_and_files_in_any_order_give_the_same_summary(tmp_path):
     )
     assert from_files.returncode == from_stdin.returncode == 0
     assert records(from_files.stdout)[:-1] == records(from_stdin.stdout)[:-1]
+
+
+def _journalctl(mode: str, line: str) -> str:
+    """The demo's syslog ``line`` as ``journalctl -o MODE`` writes it (the demo is in UTC)."""
+    when = datetime.strptime(f"2025 {line[:15]}", "%Y %b %d %H:%M:%S").replace(tzinfo=UTC)
+    rest = line[16:]
+    if mode == "short-precise":
+        return f"{when:%b %d %H:%M:%S}.{when.microsecond:06d} {rest}"
+    if mode == "short-full":
+        return f"{when:%a %Y-%m-%d %H:%M:%S} UTC {rest}"
+    return f"{when.timestamp():.6f} {rest}"  # short-unix
+
+
+@pytest.mark.parametrize("mode", ["short-precise", "short-full", "short-unix"])
+def test_a_journalctl_text_dump_replays_like_the_syslog_file(tmp_path, mode):
+    """``journalctl -u postfix -o MODE > dump`` on a host without a mail.log gives the same
+    alerts and summary as the syslog file of the same lines."""
+    dump = tmp_path / "dump.log"
+    dump.write_text("".join(_journalctl(mode, line) for line in DEMO.open()))
+    args = ("replay", "--json", "--tz", "UTC", "--year", "2025")  # short-precise has no year
+    from_syslog = postwatch(*args, str(DEMO))
+    from_dump = postwatch(*args, str(dump))
+    assert from_dump.returncode == 0, from_dump.stderr
+    assert records(from_dump.stdout)[-1]["unparsed"] == {}
+    assert from_dump.stdout == from_syslog.stdout
 
 
 def test_table_output_shows_users_and_alerts():

@@ -124,6 +124,8 @@ def test_the_c_framer_agrees_on_edges_and_hostile_heads():
         "Jan  1 00:00:02 mx postfix/smtpd[1]: bare cr\r",
         "Jan  1 00:00:02 mx postfix/smtpd[1]: endings \n\r\n\r\n",
         "Jan  1 00:00:02 mx postfix/smtpd[1]: no ending",
+        "Jan  1 00:00:02.5 mx postfix/smtpd[1]: a fraction after a cached second\n",
+        "Jan  1 00:00:02.5x mx postfix/smtpd[1]: not a fraction\n",
         "\n", "", "Jan  1 00:00:02\n", "Jan  1 00:00:02 \n", "Jan  1 00:00:02 m: \n",
         "Jan  1 00:00:60 mx postfix/smtpd[1]: a leap second\n",
         "Jan  1 00:00:61 mx postfix/smtpd[1]: no such second\n",
@@ -299,6 +301,11 @@ MESSAGE_TRAPS = [
     "dovecot: Jun 23 15:04:05 Info: imap-login: Login: user=<root>",
     "2020-11-02T13:52:02.681188429Z Nov 02 13:52:02 evil postfix/qmgr[1]: X: removed",
     "ott 13 00:40:47 evil postfix/qmgr[1]: X: removed",
+    "Oct 11 22:14:15.123 evil postfix/qmgr[1]: X: removed",
+    "<34>Oct 11 22:14:15 evil postfix/qmgr[1]: X: removed",
+    "1788853590.500000 evil postfix/qmgr[1]: X: removed",
+    "Sat 2026-01-31 09:50:02 UTC evil postfix/qmgr[1]: X: removed",
+    "2024-08-29 01:08:59 evil postfix/qmgr[1]: X: removed",
 ]
 FRAMED_BASES = [
     "Nov 23 10:00:00 mx postfix/smtpd[7]: NOQUEUE: reject: RCPT from a[192.0.2.1]: 550 x; helo=<{}>",
@@ -308,6 +315,9 @@ FRAMED_BASES = [
     "2019-10-15 08:08:52 imap-login: Info: Disconnected: user=<{}>, rip=192.0.2.1",
     "mailserver-1  | Sep 8 07:46:30 canyon dovecot: auth-worker(1): pam({},1.1.1.1): unknown user",
     "ott 13 00:40:47 mx postfix/smtpd[7]: connect from {}[192.0.2.1]",
+    "Oct 01 11:47:51.020418 mx postfix/smtpd[7]: connect from {}[192.0.2.1]",
+    "<34>Oct 11 22:14:15 mx postfix/smtpd[7]: connect from {}[192.0.2.1]",
+    "2024-08-29 01:08:59 mx postfix/smtpd[7]: connect from {}[192.0.2.1]",
 ]
 
 
@@ -323,6 +333,52 @@ def test_prefix_shapes_inside_a_message_never_change_the_framing(base, trap):
     for framed in (framed_alone, framed_streamed):
         assert framed[:4] == plain[:4]
         assert framed.message == plain.message.replace("PLACE", trap)
+
+
+def test_a_fraction_after_a_second_already_seen_is_journalctls_short_precise():
+    """``Nov 23 10:00:00.250000 mx ...`` shares its first 15 characters with a traditional
+    stamp seen before; the fraction is read as such, not as the host (C, Python, one by one)."""
+    raw = [
+        "Nov 23 10:00:00 mx postfix/smtpd[7]: connect from a[192.0.2.1]\n",
+        "Nov 23 10:00:00.250000 mx postfix/smtpd[7]: disconnect from a[192.0.2.1]\n",
+        "Nov 23 10:00:00.5 mx: a host with a colon\n",
+    ]
+    streamed = list(Framer(tz=UTC, year=2026).frame_stream(raw))
+    listed = list(Framer(tz=UTC, year=2026).frame_lines([text.rstrip("\n") for text in raw]))
+    framer = Framer(tz=UTC, year=2026)
+    alone = [framer(text.rstrip("\n")) for text in raw]
+    start = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    for lines in (streamed, listed, alone):
+        assert [line[:4] for line in lines[:2]] == [
+            (start, "mx", "postfix/smtpd", 7),
+            (start + timedelta(milliseconds=250), "mx", "postfix/smtpd", 7),
+        ]
+        assert lines[1].message == "disconnect from a[192.0.2.1]"
+        assert lines[2].ts == start + timedelta(milliseconds=500)
+
+
+def test_short_full_zone_names_other_than_utc_are_read_in_the_given_zone():
+    """journalctl's short-full names the local zone by its abbreviation (CET, EST, IST: not
+    unique): the stamp is read in the zone postwatch is given; UTC and GMT are UTC."""
+    cet = timezone(timedelta(hours=1))
+    line = "Sat 2026-01-31 10:50:02 CET mx postfix/qmgr[1]: X: removed"
+    assert Framer(tz=cet)(line).ts == datetime(2026, 1, 31, 9, 50, 2, tzinfo=UTC)
+    assert Framer(tz=cet)(line.replace("CET", "GMT")).ts == datetime(
+        2026, 1, 31, 10, 50, 2, tzinfo=UTC
+    )
+    assert Framer(tz=cet)(line.replace("Sat", "Sam")).program == ""  # no such weekday
+
+
+def test_a_pri_is_dropped_once():
+    """``<PRI>`` before a traditional line is dropped; a second one is not peeled off."""
+    framer = Framer(tz=UTC, year=2026)
+    assert framer("<13>Nov 23 10:00:00 mx postfix/smtpd[7]: x").program == "postfix/smtpd"
+    for text in (
+        "<13><13>Nov 23 10:00:00 mx postfix/smtpd[7]: x",
+        "<13>" * 50_000 + "x",
+        "<1234>Nov",
+    ):
+        assert framer(text).program == ""
 
 
 def test_only_one_prefix_is_dropped_however_many_there_are():

@@ -189,13 +189,14 @@ same_minute(FrameStream *self, PyObject *stamp, PyObject *month)
 static PyObject *
 stamp_time(FrameStream *self, PyObject *text, PyObject *stamp)
 {
+    /* "Nov 23 10:00:00.123456 ..." shares its first 15 characters with a cached stamp */
+    if (PyUnicode_GET_LENGTH(text) < 16 || PyUnicode_READ_CHAR(text, 15) != ' ')
+        Py_RETURN_NONE;
     PyObject *ts = PyDict_GetItemWithError(self->cache, stamp);
     if (ts != NULL)
         return Py_NewRef(ts);
     if (PyErr_Occurred())
         return NULL;
-    if (PyUnicode_GET_LENGTH(text) < 16 || PyUnicode_READ_CHAR(text, 15) != ' ')
-        Py_RETURN_NONE;
     PyObject *name = PyUnicode_Substring(text, 0, 3);
     if (name == NULL)
         return NULL;

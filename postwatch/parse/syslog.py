@@ -6,6 +6,11 @@ Recognised framings (the first that fits wins)::
     May 09 22:12:21 mx postfix/smtpd[123]: msg                  Postfix maillog_file
     2024-08-29T01:08:59.764590+00:00 mx postfix/smtpd[1938]: m  RFC 3339 (rsyslog, journal)
     <34>1 2003-10-11T22:14:15.003Z mx postfix 123 - - msg       RFC 5424
+    Oct 01 11:47:51.020418 mx postfix/smtpd[7]: msg             journalctl -o short-precise
+    Sat 2026-01-31 09:50:02 UTC mx postfix/qmgr[1]: msg         journalctl -o short-full
+    1788853590.500000 mx dovecot: msg                           journalctl -o short-unix
+    <34>Oct 11 22:14:15 mx postfix/smtpd[7]: msg                RFC 3164 with its PRI
+    2024-08-29 01:08:59 mx postfix/smtpd[7]: msg                a "%Y-%m-%d %H:%M:%S" template
     Jun 14 12:01:53 lda(user)<723443><1Vw7NA>: Info: msg        Dovecot log_path (no host)
     2019-10-15 08:08:52 imap-login: Info: msg                   Dovecot log_timestamp (no host)
     @400000004c91b044077a9e94 imap-login: Info: msg             daemontools tai64n (no host)
@@ -14,7 +19,7 @@ Recognised framings (the first that fits wins)::
     mail-1  | Jun 16 09:34:49 mx dovecot: auth: msg             docker compose logs prefix
     2020-11-02T13:52:02.681188429Z Nov 02 13:52:02 mx postfix/smtp[9]: m  container log stamp
 
-The last four are rare: they are tried only for lines the usual shapes leave unframed, and
+All but the first two are tried only for lines the traditional stamp leaves unframed, and
 only at the start of the line (syslog, Dovecot or the container runtime writes it; the
 message after the tag is attacker text and is never searched for a framing).  A prefix is
 dropped only when what follows frames with a time; otherwise the whole text stays unframed.
@@ -68,6 +73,15 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TAI64_BASE = 2**62
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?\Z")
 _ISO_PLAIN = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:[.,]\d+)? ")
+# after _ISO_PLAIN: "host tag[pid]: " (a syslog template), not Dovecot's "imap-login: Info: "
+_SYSLOG_HEAD = re.compile(r"[^\s:()<>\[\]]+ [^\s:()<>\[\]]+(?:\[[0-9]{1,10}\])?: ")
+_UNIX_STAMP = re.compile(r"([0-9]{9,11})\.([0-9]{6}) ")  # seconds since 1970, microseconds
+_FULL_STAMP = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}) "
+    r"([A-Za-z][A-Za-z0-9+-]{0,9}) "
+)
+_UTC_NAMES = frozenset({"UTC", "GMT", "UCT", "Z"})
+_PRI = re.compile(r"<[0-9]{1,3}>")
 _CACHE_LIMIT = 4096
 _new_line = tuple.__new__
 _HEAD_END = 16 + 200  # longer heads are not cached: framed by __call__
@@ -200,12 +214,14 @@ class Framer:
     # --- framing -----------------------------------------------------------------------
 
     def __call__(self, text: str, lineno: int = 0, origin: str = "") -> LogLine:
-        stamp = text[:15]
-        ts = self._cache.get(stamp)
-        if ts is None and text[15:16] == " ":
-            month = MONTHS.get(text[:3])
-            if month is not None:
-                ts = self._traditional(stamp, month)
+        ts = None
+        if text[15:16] == " ":  # not "Nov 23 10:00:00.123456": that second is cached too
+            stamp = text[:15]
+            ts = self._cache.get(stamp)
+            if ts is None:
+                month = MONTHS.get(text[:3])
+                if month is not None:
+                    ts = self._traditional(stamp, month)
         if ts is not None:
             # hot path: "host tag[pid]: message", built without the NamedTuple's __new__
             self._last_ts = ts
@@ -233,6 +249,8 @@ class Framer:
             ts = self._traditional(f"{text[:4]} {text[4:14]}", month) if month else None
             if ts is not None:
                 return self._tagged(ts, text[15:], lineno, origin)
+        if text[15:16] == "." and text[:3] in MONTHS:  # journalctl -o short-precise
+            return self._precise(text, lineno, origin)
         if first.isdigit():
             space = text.find(" ")
             if space > 0 and _RFC3339.match(text[:space]):
@@ -246,13 +264,31 @@ class Framer:
             if plain:
                 ts = self._aware(plain.group(1))
                 if ts is not None:
-                    return self._hostless(ts, text[plain.end() :], lineno, origin)
+                    rest = text[plain.end() :]
+                    if _SYSLOG_HEAD.match(rest):  # a syslog template's date, then host and tag
+                        return self._tagged(ts, rest, lineno, origin)
+                    return self._hostless(ts, rest, lineno, origin)
+            unix = _UNIX_STAMP.match(text)
+            if unix:  # journalctl -o short-unix
+                seconds, micros = int(unix.group(1)), int(unix.group(2))
+                ts = EPOCH + timedelta(seconds=seconds, microseconds=micros)
+                return self._tagged(ts, text[unix.end() :], lineno, origin)
         elif first == "<":
-            return self._rfc5424(text, lineno, origin)
+            framed = self._rfc5424(text, lineno, origin)
+            pri = _PRI.match(text) if framed is None else None
+            if pri and text[pri.end() : pri.end() + 1] != "<":  # RFC 3164 as sent: <PRI>Mmm dd
+                return self._unprefixed(text[pri.end() :], lineno, origin)
+            return framed
         elif first == "@" and text[25:26] == " ":
             ts = self._tai64n(text[1:25])
             if ts is not None:
                 return self._hostless(ts, text[26:], lineno, origin)
+        elif (full := _FULL_STAMP.match(text)) is not None:  # journalctl -o short-full
+            ts = self._aware(full.group(1))
+            if ts is not None and full.group(2) in _UTC_NAMES:
+                ts = datetime.fromisoformat(full.group(1)).replace(tzinfo=UTC)
+            if ts is not None:
+                return self._tagged(ts, text[full.end() :], lineno, origin)
         else:
             localized = _LOCALIZED_STAMP.match(text)
             month = _LOCALIZED.get(localized.group(1)) if localized else None
@@ -262,6 +298,18 @@ class Framer:
                 if ts is not None:
                     return self._tagged(ts, text[localized.end() :], lineno, origin)
         return None
+
+    def _precise(self, text: str, lineno: int, origin: str) -> LogLine | None:
+        """``Mmm dd hh:mm:ss.ffffff host tag[pid]: msg``: a traditional stamp with a fraction."""
+        space = text.find(" ", 16)
+        fraction = text[16:space]
+        if not 0 < len(fraction) <= 9 or not (fraction.isascii() and fraction.isdigit()):
+            return None
+        ts = self._traditional(text[:15], MONTHS[text[:3]])
+        if ts is None:
+            return None
+        ts += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+        return self._tagged(ts, text[space + 1 :], lineno, origin)
 
     def _prefixed(self, text: str, lineno: int, origin: str) -> LogLine | None:
         """A line behind a prefix that another writer put first; None unless the rest frames.
@@ -300,12 +348,14 @@ class Framer:
         months = MONTHS
         frame = self.__call__
         for lineno, text in enumerate(texts, 1):
-            stamp = text[:15]
-            ts = cache_get(stamp)
-            if ts is None and text[15:16] == " ":
-                month = months.get(text[:3])
-                if month is not None:
-                    ts = self._traditional(stamp, month)
+            ts = None
+            if text[15:16] == " ":
+                stamp = text[:15]
+                ts = cache_get(stamp)
+                if ts is None:
+                    month = months.get(text[:3])
+                    if month is not None:
+                        ts = self._traditional(stamp, month)
             if ts is not None:
                 colon = text.find(": ", 16)
                 if 0 < colon <= _HEAD_END:
