@@ -21,7 +21,9 @@ login unless it sends XCLIENT LOGIN (or with one shared ``submission_relay_user`
 ``Successfully relayed message`` line names the login and Postfix's queue ID: the message
 takes that login, with the address and method of the ``submission-login`` session, in place
 of the relay's.  Once a client address is known to be Dovecot's relay, its messages' Accepted
-waits for that line, or for the first delivery attempt at the latest.
+waits for that line, or for the first delivery attempt at the latest.  A message accepted
+before its relay was known (the first one after a start) is Accepted again, with its login,
+when the line comes: that second Accepted is the one an account's volume counts.
 """
 
 from __future__ import annotations
@@ -447,7 +449,9 @@ class Correlator:
         state = self._relayed_message(line.host, event.queue_id)
         if state is None or state.pickup_uid is not None or state.orig_queue_id:
             return
+        again = False
         if state.sasl_username != event.user:  # not told by XCLIENT LOGIN
+            again = state.accepted  # Accepted before the relay was known: again, with the login
             self._relay_clients[(state.host, state.client_ip)] = line.ts
             login = self._submission_logins.get((line.host, event.session))
             if login is not None:
@@ -456,7 +460,7 @@ class Correlator:
             state.sasl_username, state.sasl_sender = event.user, ""
             state.client_name = state.helo = ""  # the relay's own name and HELO
             state.service = DOVECOT_SUBMISSION
-        if state.awaiting_login:
+        if state.awaiting_login or again:
             self._accept(state, line.ts, out)
 
     def _relayed_message(self, host: str, queue_id: str) -> _MessageState | None:

@@ -109,7 +109,8 @@ class Accepted(NamedTuple):
     """A message entered the queue: qmgr's ``queue active`` (sender, size, nrcpt known).
 
     ``message`` holds what is known then: client, SASL user or pickup uid, sender, HELO when
-    some line logged it.  Emitted once per queue ID.
+    some line logged it.  Emitted once per queue ID; again, with the login, for a message
+    Dovecot's submission relayed before the correlator knew its relay (see ``correlate``).
     """
 
     ts: datetime

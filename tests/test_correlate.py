@@ -133,7 +133,8 @@ def test_dovecot_submission_gives_the_message_its_login():
     """A message Dovecot's submission relayed is its login's, from the login's address, and
     without the relay's name and HELO.  Once the relay is known, a message from it waits for
     Dovecot's line before it is Accepted; one that never gets a line (a webmail on the same
-    address) is Accepted at its first delivery attempt."""
+    address) is Accepted at its first delivery attempt.  The first one, Accepted before the
+    relay was known, is Accepted again with its login."""
     records = correlate(DOVECOT_RELAY)
     completed = [r.message for r in records if isinstance(r, Completed)]
     first = completed[0]
@@ -145,14 +146,17 @@ def test_dovecot_submission_gives_the_message_its_login():
     )
     assert (first.service, first.sasl_method) == ("dovecot/submission", "PLAIN")
     accepted = [(r.ts.second, r.message) for r in records if isinstance(r, Accepted)]
-    # the first relayed message was accepted before its relay was known
+    # the first relayed message was accepted before its relay was known, and again with
+    # its login when Dovecot's line named it
     assert [(second, m.queue_id, m.sasl_username) for second, m in accepted] == [
         (39, "E750A248C84", ""),
+        (39, "E750A248C84", "alice@example.com"),
         (41, "00D99248C81", "alice@example.com"),
         (42, "11E2A248C90", "webmail-user@example.com"),
     ]
-    assert accepted[1][1].client_ip == "198.51.100.23"
-    assert accepted[2][1].client_ip == "127.0.0.1"
+    assert accepted[1][1].client_ip == "203.0.113.7"
+    assert accepted[2][1].client_ip == "198.51.100.23"
+    assert accepted[3][1].client_ip == "127.0.0.1"
 
 
 def test_xclient_login_from_dovecot_keeps_postfixs_record():
