@@ -355,6 +355,12 @@ def test_a_fraction_after_a_second_already_seen_is_journalctls_short_precise():
         ]
         assert lines[1].message == "disconnect from a[192.0.2.1]"
         assert lines[2].ts == start + timedelta(milliseconds=500)
+    for text in (
+        "Nov 23 10:00:00.55",
+        "Nov 23 10:00:00.5x mx p[1]: m",
+        "Nov 23 10:00:00.1234567890 mx p[1]: m",
+    ):
+        assert Framer(tz=UTC, year=2026)(text)[1:5] == ("", "", None, text)  # unframed
 
 
 def test_short_full_zone_names_other_than_utc_are_read_in_the_given_zone():
@@ -367,6 +373,7 @@ def test_short_full_zone_names_other_than_utc_are_read_in_the_given_zone():
         2026, 1, 31, 10, 50, 2, tzinfo=UTC
     )
     assert Framer(tz=cet)(line.replace("Sat", "Sam")).program == ""  # no such weekday
+    assert Framer(tz=cet)(line.replace("01-31", "13-31")).program == ""  # no such month
 
 
 def test_a_pri_is_dropped_once():

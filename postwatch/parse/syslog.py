@@ -284,9 +284,8 @@ class Framer:
             if ts is not None:
                 return self._hostless(ts, text[26:], lineno, origin)
         elif (full := _FULL_STAMP.match(text)) is not None:  # journalctl -o short-full
-            ts = self._aware(full.group(1))
-            if ts is not None and full.group(2) in _UTC_NAMES:
-                ts = datetime.fromisoformat(full.group(1)).replace(tzinfo=UTC)
+            stamp, zone = full.groups()
+            ts = self._aware(stamp + "+00:00" if zone in _UTC_NAMES else stamp)
             if ts is not None:
                 return self._tagged(ts, text[full.end() :], lineno, origin)
         else:
@@ -303,7 +302,11 @@ class Framer:
         """``Mmm dd hh:mm:ss.ffffff host tag[pid]: msg``: a traditional stamp with a fraction."""
         space = text.find(" ", 16)
         fraction = text[16:space]
-        if not 0 < len(fraction) <= 9 or not (fraction.isascii() and fraction.isdigit()):
+        if (
+            space < 0
+            or not 0 < len(fraction) <= 9
+            or not (fraction.isascii() and fraction.isdigit())
+        ):
             return None
         ts = self._traditional(text[:15], MONTHS[text[:3]])
         if ts is None:
