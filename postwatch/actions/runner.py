@@ -114,7 +114,7 @@ class ActionRunner:
         self, steps: Sequence[Step], done: Sequence[Outcome], incident: str, reason: str
     ) -> None:
         states = {outcome.action: outcome.state for outcome in done}
-        if states.get("hold") != "done" or not HOLD_SWEEPS:
+        if states.get("hold") != "done":
             return
         if any(action.startswith("lock:") and state == "done" for action, state in states.items()):
             step = next(step for step in steps if step.action == "hold")
