@@ -43,6 +43,7 @@ COMPILED = [
     "postwatch/tally.py",
     "postwatch/pipeline.py",
     "postwatch/geo.py",
+    "postwatch/halves.py",
     # the engine's modules; the worker (fork and pipes, not per-line work) stays Python
     *sorted(
         str(path) for path in Path("postwatch/detect").glob("[!_]*.py") if path.name != "worker.py"

@@ -8,7 +8,10 @@ lines per second, peak resident memory (the child's ``ru_maxrss`` from ``os.wait
 detector in a second process, the larger of the two, which share the memory loaded before the
 fork) and the ratio to pflogsumm's time:
 
-- ``postwatch replay --no-detect --json LOG``  parse + correlate
+- ``postwatch replay --no-detect --json LOG``  parse + correlate: in two halves of the log,
+                                               one per process (:mod:`postwatch.halves`), on
+                                               a machine with two cores or more
+- ``... --no-detect --jobs 1 --json LOG``      the same, one process
 - ``postwatch replay --jobs 1 --json LOG``     everything, detection included, one process
 - ``postwatch replay --json LOG``              the same, detection in a second process on a
                                                machine with two cores or more
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         replay = [*start, *options]
         jobs += [
             Job(f"{label} parse+correlate", [*replay, "--no-detect", "--json", str(big)], big_lines, env),
+            Job(f"{label} parse+correlate, one process", [*replay, "--no-detect", "--jobs", "1", "--json", str(big)], big_lines, env),
             Job(f"{label} full, one process", [*replay, "--jobs", "1", "--json", str(big)], big_lines, env),
             Job(f"{label} full (with detection)", [*replay, "--json", str(big)], big_lines, env),
         ]  # fmt: skip

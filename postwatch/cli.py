@@ -105,7 +105,8 @@ def cli() -> None:
 @click.option(
     "--jobs",
     type=click.IntRange(1, 2),
-    help="Processes: 2 detects in a second process (default: 2 on two cores or more).",
+    help="Processes: 2 detects in a second process, or without detection reads a large file "
+    "in two halves (default: 2 on two cores or more).",
 )
 def replay(
     files: tuple[str, ...],
@@ -146,23 +147,39 @@ def replay(
         on_alert=_json_out if as_json else alerts.append,
         processes=jobs or 2,
     )
-    if progress or (progress is None and sys.stderr.isatty()):
-        batches = _with_progress(batches, stats)
+    shown = progress or (progress is None and sys.stderr.isatty())
     # What is loaded by now (code, the geography table) lives until exit: keep it out of the
     # collector's scans, and collect less often (records are short-lived, cycles rare).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    pipeline = stages.pipeline
+    seam = _seam(files, journal or journal_json or not no_detect or jobs == 1)
     try:
-        stages.pipeline.run_batches(batches)
+        if seam is None:
+            pipeline.run_batches(_with_progress(batches, stats) if shown else batches)
+        else:
+            from postwatch import halves
+
+            pipeline = halves.replay(
+                files[0],
+                seam,
+                tz=zone(tz_name),
+                year=year,
+                clock=SystemClock(),
+                stats=stats,
+                progress=(lambda lines: _with_progress(lines, stats)) if shown else None,
+            )
     finally:
         stages.close()  # what was read is recorded, even when a later file fails
+    if shown:
+        sys.stderr.write(f"\r{pipeline.tally.lines:,} lines{' ' * 40}\n")
     if stats.malformed or stats.skipped:
         click.echo(
             f"postwatch: skipped {stats.malformed} unreadable journal entries and "
             f"{stats.skipped} without a message",
             err=True,
         )
-    tally = stages.pipeline.tally
+    tally = pipeline.tally
     if as_json:
         for record in tally.account_records():
             _json_out(record)
@@ -198,6 +215,17 @@ def _open_sources(
     return read_batches(list(files), tz=tz, year=year, stats=stats)
 
 
+def _seam(files: tuple[str, ...], serial: bool) -> int | None:
+    """Where a replay without detection splits its one file in two processes, if it does
+    (:mod:`postwatch.halves`): a large plain file, on a machine with two cores or more."""
+    if serial or len(files) != 1 or files[0] == "-":
+        return None
+    from postwatch import halves
+    from postwatch.detect.worker import usable
+
+    return halves.seam_of(files[0]) if usable() else None
+
+
 def _journal_files(files: tuple[str, ...], stats: ReadStats) -> Iterator[LogLine]:
     for name in files:
         with open_text(name) as stream:
@@ -210,7 +238,8 @@ def _json_out(record: Any) -> None:
 
 
 def _with_progress(batches: Iterator[list[LogLine]], stats: ReadStats) -> Iterator[list[LogLine]]:
-    """Pass batches through, drawing a progress line on stderr every 64k lines or so."""
+    """Pass batches through, drawing a progress line on stderr every 64k lines or so (the
+    total is drawn by the caller, once everything is counted)."""
     count = 0
     for batch in batches:
         before, count = count, count + len(batch)
@@ -220,7 +249,6 @@ def _with_progress(batches: Iterator[list[LogLine]], stats: ReadStats) -> Iterat
             sys.stderr.write(f"\r{done}{count:,} lines  {line.ts:%Y-%m-%d %H:%M}  {line.origin}")
             sys.stderr.flush()
         yield batch
-    sys.stderr.write(f"\r{count:,} lines{' ' * 40}\n")
 
 
 def main() -> None:

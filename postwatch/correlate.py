@@ -51,6 +51,11 @@ DOVECOT_SUBMISSION = "dovecot/submission"  # the service of a message Dovecot's 
 _new = tuple.__new__
 
 
+def flush_mark(ts: datetime) -> datetime:
+    """The first five-minute mark of the clock after ``ts`` (UTC)."""
+    return ts.replace(minute=ts.minute - ts.minute % 5, second=0, microsecond=0) + _FLUSH_EVERY
+
+
 def is_local_relay(relay: str) -> bool:
     """A relay on this host (a content filter), e.g. ``127.0.0.1[127.0.0.1]:10024``."""
     return "[127." in relay or "[::1]" in relay or "[private/" in relay or "[public/" in relay
@@ -109,6 +114,11 @@ class _MessageState:
         self.rejected = False
         self.accepted = False
         self.awaiting_login = False  # Accepted waits for Dovecot's relay line
+
+    @property
+    def started(self) -> bool:
+        """Whether a ``client=`` or ``pickup`` line for this ID starts another message."""
+        return bool(self.client_ip or self.pickup_uid is not None or self.accepted)
 
     @property
     def has_origin(self) -> bool:
@@ -236,12 +246,30 @@ class Correlator:
         if handler is not None:
             handler(event, out)
             ts: datetime = event.line.ts  # type: ignore[attr-defined]
-            next_flush = self._next_flush
-            if next_flush is None or ts >= next_flush:
-                self._next_flush = ts + _FLUSH_EVERY
-                if next_flush is not None:
-                    self.expire(ts, out)
+            if self.flush_due(ts):
+                self.expire(ts, out)
         return out
+
+    def handle(self, event: object, out: list[Correlated]) -> None:
+        """:meth:`feed` without the flushes, its records added to ``out``."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, out)
+
+    def flush_due(self, ts: datetime) -> bool:
+        """Whether an event at ``ts`` is the first past a five-minute mark of the clock
+        (never the first event): a flush is due.  The marks are the clock's, not the
+        input's, so that a replay started anywhere in a log flushes when the whole would."""
+        next_flush = self._next_flush
+        if next_flush is not None and ts < next_flush:
+            return False
+        self._next_flush = flush_mark(ts)
+        return next_flush is not None
+
+    @property
+    def next_flush(self) -> datetime | None:
+        """The five-minute mark an event must reach for the next flush (None: no event yet)."""
+        return self._next_flush
 
     def expire(self, now: datetime, out: list[Correlated]) -> None:
         """Flush messages and sessions that have been quiet longer than their TTL."""
@@ -284,6 +312,38 @@ class Correlator:
         self._hosts.clear()
         return out
 
+    # --- a replay in halves (postwatch.halves) ------------------------------------------
+
+    def started_elsewhere(
+        self, host: str, queue_id: str, orig_queue_id: str, ts: datetime, out: list[Correlated]
+    ) -> bool:
+        """Another correlator (a later half of the log) started message ``queue_id`` at
+        ``ts``: flush a message of that ID here, as a reused ID is.  False when this one's
+        state would have shaped the new message: a content-filter link waiting for the ID,
+        a message of the ID without an origin yet, or the ``orig_queue_id`` it names."""
+        key = (host, queue_id)
+        old = self.messages.get(key)
+        if old is not None:
+            if not old.started:
+                return False
+            out.append(_new(Completed, (ts, self.messages.pop(key).freeze(False))))
+            self.flushed_messages += 1
+        if key in self._next_hops:
+            return False
+        return not orig_queue_id or (host, orig_queue_id) not in self.messages
+
+    def adopt(self, state: _MessageState) -> bool:
+        """Take over a message another correlator held (False: one of its ID is here)."""
+        key = (state.host, state.queue_id)
+        if key in self.messages:
+            return False
+        self.messages[key] = state
+        return True
+
+    def has_login(self, host: str, session: str) -> bool:
+        """Whether Dovecot session ``session`` of ``host`` logged in to submission lately."""
+        return (host, session) in self._submission_logins
+
     # --- message helpers ---------------------------------------------------------------
 
     def _state(self, line: LogLine, queue_id: str) -> _MessageState:
@@ -303,7 +363,7 @@ class Correlator:
         key = (line.host, queue_id)
         self._hosts[line.host] = line.ts
         old = self.messages.get(key)
-        if old is not None and (old.client_ip or old.pickup_uid is not None or old.accepted):
+        if old is not None and old.started:
             out.append(_new(Completed, (line.ts, self.messages.pop(key).freeze(False))))
             self.flushed_messages += 1
         state = self._state(line, queue_id)

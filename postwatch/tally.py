@@ -133,6 +133,27 @@ class Tally:
                     if outcome.status == "bounced":
                         account.bounced += 1
 
+    def add(self, other: Tally) -> bool:
+        """Add ``other``'s counts (another part of the same log) to these; False when the sum
+        may differ from counting the whole in one tally: a cap was reached."""
+        for mine, theirs in ((self._programs, other._programs), (self._unparsed, other._unparsed)):
+            mine.update(theirs)
+            if len(mine) > MAX_PROGRAMS or OTHER_PROGRAMS in mine:
+                return False
+        self._types.update(other._types)
+        for subject, their in other.accounts.items():
+            account = self._account(subject)
+            if MAX_IPS_PER_ACCOUNT in (len(account.client_ips), len(their.client_ips)):
+                return False
+            account.client_ips |= their.client_ips
+            if len(account.client_ips) > MAX_IPS_PER_ACCOUNT:
+                return False
+            account.messages += their.messages
+            account.recipients += their.recipients
+            account.deferred += their.deferred
+            account.bounced += their.bounced
+        return True
+
     def _account(self, subject: str) -> AccountTally:
         account = self.accounts.get(subject)
         if account is None:

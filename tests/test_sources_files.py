@@ -30,6 +30,7 @@ from postwatch.sources.files import (
     open_text,
     read_batches,
     read_lines,
+    read_range,
     rotation_order,
 )
 
@@ -484,3 +485,25 @@ def test_batches_are_full_and_never_span_two_files(tmp_path: Path, corpus: Path)
         read_lines(paths, tz=UTC, year=2012)
     )
     assert stats.lines == sum(sizes) and stats.files == len(sizes)
+
+
+def test_a_range_reads_on_where_the_file_left_off(tmp_path: Path) -> None:
+    """Bytes from a line's start on, numbered from that line, with the caller's framer (its
+    year carried on), frame as the same lines of the whole file do (C and Python)."""
+    from postwatch.parse import syslog
+
+    text = (FIXTURES / "year-boundary.log").read_text()
+    log = tmp_path / "mail.log"
+    log.write_text(text * 3)
+    whole = list(read_lines([str(log)], tz=UTC, year=2025))
+    cut = len(text.encode()) + text.index("\n") + 1  # the second line of the second copy
+    for fast in (syslog.FrameStream, None):
+        framer = syslog.Framer(UTC, year=2025)
+        first = [line for batch in read_range(str(log), 0, cut, framer=framer) for line in batch]
+        syslog.FrameStream, saved = fast, syslog.FrameStream
+        try:
+            rest = read_range(str(log), cut, None, framer=framer, first_lineno=len(first) + 1)
+            assert first + [line for batch in rest for line in batch] == whole
+        finally:
+            syslog.FrameStream = saved
+    assert len(first) == len(text.splitlines()) + 1

@@ -78,15 +78,15 @@ stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *lines, *framer, *origin, *cache, *minutes, *seconds, *heads, *traditional;
     PyObject *split_head, *months, *logline;
-    Py_ssize_t cache_limit, head_end;
+    Py_ssize_t cache_limit, head_end, first_lineno;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "FrameStream takes positional arguments only");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OUOO!O!O!O!OOO!O!nn:FrameStream", &lines, &origin, &framer,
+    if (!PyArg_ParseTuple(args, "OUOO!O!O!O!OOO!O!nnn:FrameStream", &lines, &origin, &framer,
                           &PyDict_Type, &cache, &PyDict_Type, &minutes, &PyList_Type, &seconds,
                           &PyDict_Type, &heads, &traditional, &split_head, &PyDict_Type, &months,
-                          &PyType_Type, &logline, &cache_limit, &head_end))
+                          &PyType_Type, &logline, &cache_limit, &head_end, &first_lineno))
         return NULL;
     if (PyList_GET_SIZE(seconds) != 61) {
         PyErr_SetString(PyExc_ValueError, "seconds must hold 61 timedeltas");
@@ -117,7 +117,7 @@ stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->logline = (PyTypeObject *)Py_NewRef(logline);
     self->cache_limit = cache_limit;
     self->head_end = head_end;
-    self->lineno = 0;
+    self->lineno = first_lineno - 1;
     PyObject_GC_Track(self);
     return (PyObject *)self;
 }
@@ -329,8 +329,8 @@ static PyTypeObject FrameStreamType = {
     .tp_basicsize = sizeof(FrameStream),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "FrameStream(lines, origin, framer, cache, minutes, seconds, heads, traditional, "
-              "split_head, months, LogLine, cache_limit, head_end): Framer.frame_lines over "
-              "raw lines.",
+              "split_head, months, LogLine, cache_limit, head_end, first_lineno): "
+              "Framer.frame_lines over raw lines.",
     .tp_new = stream_new,
     .tp_dealloc = (destructor)stream_dealloc,
     .tp_traverse = (traverseproc)stream_traverse,

@@ -151,6 +151,7 @@ class Framer:
         self._year = year
         self._reference = reference
         self._last_month = 0
+        self.first_year: tuple[int, int] | None = None  # (month, year) of the first stamp
         self._last_ts = EPOCH
         self._cache: dict[str, datetime] = {}
         self._minutes: dict[str, datetime] = {}
@@ -164,20 +165,28 @@ class Framer:
         return naive.replace(tzinfo=self.tz).astimezone(UTC)
 
     def _year_for(self, month: int) -> int:
-        last = self._last_month
-        if self._year is None:
+        year = self.year_of(month)
+        if self._year is not None and year != self._year:
+            self._cache.clear()
+            self._minutes.clear()
+        elif self.first_year is None:
+            self.first_year = (month, year)
+        self._year, self._last_month = year, month
+        return year
+
+    def year_of(self, month: int) -> int:
+        """The year the next yearless stamp of ``month`` takes (the state stays as it is)."""
+        year, last = self._year, self._last_month
+        if year is None:
             ref = self._reference or datetime.now(UTC)
-            self._year = ref.year - 1 if month > ref.month else ref.year
-        elif last and month - last > 6:
-            self._year -= 1
-            self._cache.clear()
-            self._minutes.clear()
-        elif last and last - month > 6:
-            self._year += 1
-            self._cache.clear()
-            self._minutes.clear()
-        self._last_month = month
-        return self._year
+            return ref.year - 1 if month > ref.month else ref.year
+        if month == last or not last:
+            return year
+        if month - last > 6:
+            return year - 1
+        if last - month > 6:
+            return year + 1
+        return year
 
     def _traditional(self, stamp: str, month: int) -> datetime | None:
         """``Mmm dd hh:mm:ss`` -> UTC; the start of each minute is localized once."""
@@ -337,8 +346,11 @@ class Framer:
             return self._tagged(ts, text[16:], lineno, origin)
         return self._uncommon(text, lineno, origin)
 
-    def frame_lines(self, texts: Iterable[str], origin: str = "") -> Iterator[LogLine]:
-        """Frame a stream of lines (numbered from 1): ``__call__`` with the hot path inlined.
+    def frame_lines(
+        self, texts: Iterable[str], origin: str = "", first_lineno: int = 1
+    ) -> Iterator[LogLine]:
+        """Frame a stream of lines (numbered from ``first_lineno``): ``__call__`` with the
+        hot path inlined.
 
         Traditional lines take two caches: the stamp (per second) and the text between the
         stamp and the first ``": "`` (``host tag[pid]``, per process), which
@@ -350,7 +362,7 @@ class Framer:
         new_line = _new_line
         months = MONTHS
         frame = self.__call__
-        for lineno, text in enumerate(texts, 1):
+        for lineno, text in enumerate(texts, first_lineno):
             ts = None
             if text[15:16] == " ":
                 stamp = text[:15]
@@ -378,17 +390,21 @@ class Framer:
                         continue
             yield frame(text, lineno, origin)
 
-    def frame_stream(self, raw_lines: Iterable[str], origin: str = "") -> Iterator[LogLine]:
+    def frame_stream(
+        self, raw_lines: Iterable[str], origin: str = "", first_lineno: int = 1
+    ) -> Iterator[LogLine]:
         """:meth:`frame_lines` over the lines of a text file, line endings still on.
 
         With the C speedup (``postwatch.parse._framing``) the hot path runs there, over this
         framer's caches and methods: the same LogLines in well under half the time.
         """
         if FrameStream is None:
-            return self.frame_lines((line.rstrip("\r\n") for line in raw_lines), origin)
+            return self.frame_lines(
+                (line.rstrip("\r\n") for line in raw_lines), origin, first_lineno
+            )
         return FrameStream(
             raw_lines, origin, self, self._cache, self._minutes, _SECONDS, self._heads,
-            self._traditional, _split_head, MONTHS, LogLine, _CACHE_LIMIT, _HEAD_END,
+            self._traditional, _split_head, MONTHS, LogLine, _CACHE_LIMIT, _HEAD_END, first_lineno,
         )  # fmt: skip
 
     def _tagged(self, ts: datetime, rest: str, lineno: int, origin: str) -> LogLine:

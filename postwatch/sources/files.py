@@ -216,15 +216,49 @@ def _decompressed(raw: BinaryIO, name: str) -> BinaryIO:
     return stream
 
 
-def _open(path: str) -> tuple[TextIO, BinaryIO]:
-    """Open ``path`` as text; also return the on-disk stream, whose position is progress."""
+class _Range(io.RawIOBase):
+    """Bytes ``start`` to ``end`` of a file (``end`` None: to its end, however long)."""
+
+    def __init__(self, path: str, start: int, end: int | None) -> None:
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115  # closed by close()
+        self._file.seek(start)
+        self._left = end - start if end is not None else None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        if self._left is not None:
+            view = view[: self._left]
+        count = self._file.readinto(view) or 0
+        if self._left is not None:
+            self._left -= count
+        return count
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open(path: str, span: tuple[int, int | None] | None = None) -> tuple[TextIO, BinaryIO]:
+    """Open ``path`` as text; also return the on-disk stream, whose position is progress.
+
+    With ``span`` (start, end), only those bytes of a plain file: the caller knows that it
+    is one, and that ``start`` begins a line.
+    """
     name = _display_name(path)
     try:
-        raw = _open_raw(path)
+        raw: BinaryIO = (
+            _open_raw(path) if span is None else io.BufferedReader(_Range(path, *span), READ_BUFFER)
+        )
     except _READ_ERRORS as exc:
         raise _input_error("cannot open", name, exc) from exc
     try:
-        binary = _decompressed(raw, name)
+        binary = _decompressed(raw, name) if span is None else raw
     except _READ_ERRORS as exc:
         raw.close()
         raise _input_error("cannot read", name, exc) from exc
@@ -331,26 +365,61 @@ def read_file(
 
     The line ending (LF or CRLF) is stripped before framing; nothing else is.
     """
-    stats = stats if stats is not None else ReadStats()
     text, raw = _open(path)
-    origin = _display_name(path)
     with text:
         if year is None:
             framer = Framer(tz, reference=_reference(raw, path, tz, clock or SystemClock()))
         else:
             framer = Framer(tz, year=year)
-        stats.files += 1
-        stats._current = raw if path != STDIN else None  # stdin's size is not in the total
-        stream = framer.frame_stream(text, origin)
-        last: LogLine | None = None
-        try:
-            for lines in batched(stream):
-                last = lines[-1]
-                yield lines
-        finally:
-            stats.lines += last.lineno if last is not None else 0
-            stats.done_bytes = stats.bytes_read
-            stats._current = None
+        yield from _framed(text, raw, path, framer, 1, stats)
+
+
+def read_range(
+    path: str,
+    start: int,
+    end: int | None,
+    *,
+    framer: Framer,
+    first_lineno: int = 1,
+    stats: ReadStats | None = None,
+) -> Generator[list[LogLine], None, None]:
+    """:func:`read_file` over bytes ``start`` (where line ``first_lineno`` begins) to
+    ``end`` (None: the end) of the plain file ``path``, with the caller's ``framer``, whose
+    year carries on from range to range (see :mod:`postwatch.halves`)."""
+    text, raw = _open(path, (start, end))
+    with text:
+        yield from _framed(text, raw, path, framer, first_lineno, stats)
+
+
+def framer_for(path: str, *, tz: tzinfo | None, year: int | None, clock: Clock) -> Framer:
+    """The framer :func:`read_file` would make for the plain file ``path``."""
+    if year is not None:
+        return Framer(tz, year=year)
+    with open(path, "rb") as raw:
+        return Framer(tz, reference=_reference(raw, path, tz, clock))
+
+
+def _framed(
+    text: TextIO,
+    raw: BinaryIO,
+    path: str,
+    framer: Framer,
+    first_lineno: int,
+    stats: ReadStats | None,
+) -> Generator[list[LogLine], None, None]:
+    stats = stats if stats is not None else ReadStats()
+    stats.files += 1
+    stats._current = raw if path != STDIN else None  # stdin's size is not in the total
+    stream = framer.frame_stream(text, _display_name(path), first_lineno)
+    last: LogLine | None = None
+    try:
+        for lines in batched(stream):
+            last = lines[-1]
+            yield lines
+    finally:
+        stats.lines += last.lineno - first_lineno + 1 if last is not None else 0
+        stats.done_bytes = stats.bytes_read
+        stats._current = None
 
 
 def read_batches(
