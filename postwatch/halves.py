@@ -45,7 +45,13 @@ from postwatch.parse import events as ev
 from postwatch.parse.syslog import Framer
 from postwatch.pipeline import Pipeline
 from postwatch.records import Correlated, LogLine
-from postwatch.sources.files import ReadStats, framer_for, read_batches, read_range
+from postwatch.sources.files import (
+    ReadStats,
+    framer_for,
+    is_compressed,
+    read_batches,
+    read_range,
+)
 from postwatch.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -55,8 +61,6 @@ MIN_BYTES = 16 << 20  # a smaller file is read in one process: a fork is not wor
 # (measured on the benchmark log).  A seam a little past the middle evens the halves out.
 SEAM_AT = 0.54
 _CHUNK = 4096  # items the later half passes on per pickled chunk
-_SNIFF = 6
-_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 # how the later half routes an event type: 1, an event of one queue ID (passed on when the ID
 # is not its own); 2, the start of a message (marked); others are its own
 _ROUTES: dict[type, int] = {
@@ -90,14 +94,17 @@ class Spill:
         self._file.flush()
 
     def chunks(self) -> Iterator[list[Any]]:
-        """Every chunk written (by this process or a child), in order; then it is closed."""
-        with self._file as file:
-            file.seek(0)
-            while True:
-                try:
-                    yield pickle.load(file)
-                except EOFError:
-                    return
+        """Every chunk written (by this process or a child), in order."""
+        file = self._file
+        file.seek(0)
+        while True:
+            try:
+                yield pickle.load(file)
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class SeamCorrelator(Correlator):
@@ -256,7 +263,7 @@ def seam_of(path: str) -> int | None:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size < MIN_BYTES:
                 return None
-            if file.read(_SNIFF).startswith(_COMPRESSED):
+            if is_compressed(file):
                 return None
             middle = int(info.st_size * SEAM_AT)
             file.seek(middle)
@@ -291,23 +298,30 @@ def replay(
         return pipeline, framer
 
     spill = Spill()
-    if fork:
-        child = _start(lambda: _later_half(path, seam, tz, year, clock, spill))
-        pipeline, framer = first_half()
-        half = child()
-    else:
-        half = _later_half(path, seam, tz, year, clock, spill)
-        pipeline, framer = first_half()
-    crossed = _cannot_add(pipeline, framer, half) if half is not None else "the child failed"
-    if crossed or half is None:  # nothing applied yet: read on from the seam
-        log.info("reading the rest of %s in one process: %s", path, crossed)
-        lines = read_range(path, seam, None, framer=framer, first_lineno=stats.lines + 1)
-        pipeline.run_batches(lines)
-        pipeline.close()
-        return pipeline
-    crossed = _apply(pipeline, spill.chunks()) or _add(pipeline, half)
-    if not crossed:
-        return pipeline
+    try:
+        if fork:
+            child = _Child(lambda: _later_half(path, seam, tz, year, clock, spill))
+            try:
+                pipeline, framer = first_half()
+            except BaseException:
+                child.stop()
+                raise
+            half = child.result()
+        else:
+            half = _later_half(path, seam, tz, year, clock, spill)
+            pipeline, framer = first_half()
+        crossed = _cannot_add(pipeline, framer, half) if half is not None else "the child failed"
+        if crossed or half is None:  # nothing applied yet: read on from the seam
+            log.info("reading the rest of %s in one process: %s", path, crossed)
+            lines = read_range(path, seam, None, framer=framer, first_lineno=stats.lines + 1)
+            pipeline.run_batches(lines)
+            pipeline.close()
+            return pipeline
+        crossed = _apply(pipeline, spill.chunks()) or _add(pipeline, half)
+        if not crossed:
+            return pipeline
+    finally:
+        spill.close()
     log.info("replaying %s again in one process: %s", path, crossed)
     pipeline = Pipeline()
     pipeline.run_batches(read_batches([path], tz=tz, year=year, clock=clock))
@@ -370,34 +384,42 @@ def _count_lines(file: Any, end: int) -> int:
     return count
 
 
-def _start(work: Callable[[], _Half]) -> Callable[[], _Half | None]:
-    """Run ``work`` in a forked child; return a function that waits for its result (None:
-    the child failed, and logged why)."""
-    receiver, sender = Pipe(duplex=False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child never returns
-        receiver.close()
-        status = 1
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C
-            sender.send(work())
-            status = 0
-        except BaseException as exc:
-            log.error("the later half of the replay failed: %s: %s", type(exc).__name__, exc)
-        finally:
-            os._exit(status)
-    sender.close()
+class _Child:
+    """``work`` run in a forked child, its result sent back through a pipe."""
 
-    def wait() -> _Half | None:
-        try:
-            with receiver:
-                return _receive(receiver)
-        finally:
-            os.waitpid(pid, 0)
+    def __init__(self, work: Callable[[], _Half]) -> None:
+        receiver, sender = Pipe(duplex=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child never returns
+            receiver.close()
+            status = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C
+                sender.send(work())
+                status = 0
+            except BaseException as exc:
+                log.error("the later half of the replay failed: %s: %s", type(exc).__name__, exc)
+            finally:
+                os._exit(status)
+        sender.close()
+        self._pid = pid
+        self._receiver = receiver
 
-    return wait
+    def result(self) -> _Half | None:
+        """Wait for the result (None: the child failed, and logged why)."""
+        try:
+            with self._receiver:
+                return _receive(self._receiver)
+        finally:
+            os.waitpid(self._pid, 0)
+
+    def stop(self) -> None:
+        """End the child early (this process failed)."""
+        self._receiver.close()
+        os.kill(self._pid, signal.SIGTERM)
+        os.waitpid(self._pid, 0)
 
 
 def _receive(connection: Connection) -> _Half | None:

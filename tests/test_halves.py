@@ -3,6 +3,7 @@ wherever the seam falls, and it adds the halves up (no second pass) where it can
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import random
@@ -235,6 +236,9 @@ def test_a_large_file_is_replayed_in_halves_by_the_command(tmp_path, monkeypatch
     assert halves.seam_of(str(log)) is None  # under MIN_BYTES
     monkeypatch.setattr(halves, "MIN_BYTES", 1)
     assert halves.seam_of(str(log)) is not None
+    packed = tmp_path / "mail.log.1.gz"
+    packed.write_bytes(gzip.compress(log.read_bytes()))
+    assert halves.seam_of(str(packed)) is None  # no seeking into a compressed stream
     script = (
         "import sys; from postwatch import halves, cli; halves.MIN_BYTES = 1; "
         "split = halves.replay; halves.replay = lambda *a, **k: print('split', file=sys.stderr) "

@@ -198,6 +198,12 @@ def _sniff(raw: BinaryIO) -> tuple[bytes, BinaryIO]:
     return head, io.BufferedReader(_Spliced(head, raw, owns_rest=True), READ_BUFFER)
 
 
+def is_compressed(raw: BinaryIO) -> bool:
+    """Whether the file read from here on is compressed (in any format named here)."""
+    head = raw.read(_MAGIC_LENGTH)
+    return any(head.startswith(magic) for magic, _ in (*_DECOMPRESSORS, *_UNSUPPORTED))
+
+
 def _decompressed(raw: BinaryIO, name: str) -> BinaryIO:
     head, stream = _sniff(raw)
     for magic, kind in _UNSUPPORTED:
