@@ -36,8 +36,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, tzinfo
 from multiprocessing import Pipe
-from multiprocessing.connection import Connection
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from postwatch.clock import Clock
 from postwatch.correlate import Correlator, flush_mark
@@ -372,7 +371,7 @@ def _later_half(
     )
 
 
-def _count_lines(file: Any, end: int) -> int:
+def _count_lines(file: BinaryIO, end: int) -> int:
     count = 0
     left = end
     while left > 0:
@@ -410,8 +409,11 @@ class _Child:
     def result(self) -> _Half | None:
         """Wait for the result (None: the child failed, and logged why)."""
         try:
-            with self._receiver:
-                return _receive(self._receiver)
+            with self._receiver as receiver:
+                half: _Half = receiver.recv()
+                return half
+        except (EOFError, OSError):
+            return None
         finally:
             os.waitpid(self._pid, 0)
 
@@ -420,11 +422,3 @@ class _Child:
         self._receiver.close()
         os.kill(self._pid, signal.SIGTERM)
         os.waitpid(self._pid, 0)
-
-
-def _receive(connection: Connection) -> _Half | None:
-    try:
-        half: _Half = connection.recv()
-    except (EOFError, OSError):
-        return None
-    return half

@@ -373,11 +373,7 @@ def read_file(
     """
     text, raw = _open(path)
     with text:
-        if year is None:
-            framer = Framer(tz, reference=_reference(raw, path, tz, clock or SystemClock()))
-        else:
-            framer = Framer(tz, year=year)
-        yield from _framed(text, raw, path, framer, 1, stats)
+        yield from _framed(text, raw, path, _framer(raw, path, tz, year, clock), 1, stats)
 
 
 def read_range(
@@ -399,10 +395,17 @@ def read_range(
 
 def framer_for(path: str, *, tz: tzinfo | None, year: int | None, clock: Clock) -> Framer:
     """The framer :func:`read_file` would make for the plain file ``path``."""
+    with open(path, "rb") as raw:
+        return _framer(raw, path, tz, year, clock)
+
+
+def _framer(
+    raw: BinaryIO, path: str, tz: tzinfo | None, year: int | None, clock: Clock | None
+) -> Framer:
+    """A framer for the file ``raw``: yearless stamps take ``year``, else its mtime's."""
     if year is not None:
         return Framer(tz, year=year)
-    with open(path, "rb") as raw:
-        return Framer(tz, reference=_reference(raw, path, tz, clock))
+    return Framer(tz, reference=_reference(raw, path, tz, clock or SystemClock()))
 
 
 def _framed(
