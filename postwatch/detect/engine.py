@@ -159,12 +159,22 @@ class Detector:
         return self.book.apply(findings, ts, now, _host_of(item))
 
     def relevant(self, item: object) -> bool:
-        """Whether :meth:`feed` does more with ``item`` than let log time pass: a message
-        without a sending subject and a session without a login only move the clock, and a
-        caller that skips them calls :meth:`tick` with their time instead."""
+        """Whether :meth:`feed` may do more with ``item`` than let log time pass: a message
+        without a login or a uid (and, accepted, without a Message-ID a forward may carry
+        again) and a session without a login only move the clock, and a caller that skips
+        them calls :meth:`tick` with their time instead.  Cheap, for the caller asks it of
+        every record: true is no promise that ``feed`` will use the item."""
         kind = type(item)
-        if kind is Accepted or kind is Delivered:
-            return bool(self._subjects(item.message))  # type: ignore[attr-defined]
+        if kind is Accepted:
+            message: Message = item.message  # type: ignore[attr-defined]
+            if message.rejected or message.orig_queue_id:
+                return False
+            return bool(message.message_id or message.sasl_username) or (
+                message.pickup_uid is not None
+            )
+        if kind is Delivered:
+            message = item.message  # type: ignore[attr-defined]
+            return bool(message.sasl_username) or message.pickup_uid is not None
         if kind is SessionEnded:
             session = item.session  # type: ignore[attr-defined]
             return bool(session.auth_successes and session.sasl_usernames)

@@ -3,9 +3,10 @@
 Detection costs about as much as parsing and correlating; in a replay the two can overlap.
 :func:`start` forks: the child runs the anomaly engine (and writes its store), this process
 reads, parses and correlates, and sends the child what the engine accepts, in batches, in
-order.  A record the engine would only take the time from (a message without a login or a
-uid, a session without a login: about 40% of them) crosses as that time, a float that costs
-a fraction of a record to pickle.  The alerts come back in the order the engine raised them,
+order, each record packed flat (:mod:`postwatch.detect.wire`).  A record the engine would
+only take the time from (a message without a login, a uid or a Message-ID, a session
+without a login: about 40% of them) crosses as that time, a float that costs a fraction of
+a record to pickle.  The alerts come back in the order the engine raised them,
 so a replay prints the same bytes either way (tested); only the wall time changes::
 
     detector = worker.start(detector, store) or detector   # None: stay in one process
@@ -34,6 +35,7 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
 
+from postwatch.detect.wire import pack, unpack
 from postwatch.errors import PostwatchError
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ class DetectorProcess:
 
     def feed(self, item: object) -> list[Any]:
         batch = self._batch
-        batch.append(item if self._relevant(item) else item.ts.timestamp())  # type: ignore[attr-defined]
+        batch.append(pack(item) if self._relevant(item) else item.ts.timestamp())  # type: ignore[attr-defined]
         if len(batch) < BATCH or self._ended:
             return []
         self._batch = []
@@ -192,6 +194,7 @@ def _serve(detector: Any, store: Any, inbox: Connection, outbox: Connection) -> 
                     if type(item) is float:
                         tick(item)
                     else:
+                        item = unpack(item)
                         alerts.extend(feed(item))
                 except Exception as exc:  # one bad item never stops detection
                     kind = type(exc).__name__
