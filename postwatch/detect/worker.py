@@ -5,9 +5,9 @@ Detection costs about as much as parsing and correlating; in a replay the two ca
 reads, parses and correlates, and sends the child what the engine accepts, in batches, in
 order, each record packed flat (:mod:`postwatch.detect.wire`).  A record the engine would
 only take the time from (a message without a login, a uid or a Message-ID, a session
-without a login: about 40% of them) crosses as that time, a float that costs a fraction of
-a record to pickle.  The alerts come back in the order the engine raised them,
-so a replay prints the same bytes either way (tested); only the wall time changes::
+without a login: about 30% of them) crosses as that time, a float that costs a fraction of
+a record to pickle.  The alerts come back in the order the engine raised them, so a replay
+prints the same bytes either way (tested); only the wall time changes::
 
     detector = worker.start(detector, store) or detector   # None: stay in one process
     alerts = detector.feed(item)     # what came back so far (usually nothing yet)
