@@ -86,13 +86,9 @@ class Geo:
         self._builtin_wanted = builtin
         self._builtin: Any = None
         self._trusted = tuple(trusted_networks)
-        # (first, last) address numbers of local networks, per IP version: cheap to test
-        self._local_ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        for net in LOCAL_NETWORKS + self._trusted:
-            self._local_ranges[net.version].append(
-                (int(net.network_address), int(net.broadcast_address))
-            )
-        self._providers = tuple((name, tuple(nets)) for name, nets in providers)
+        # (version, first, last) address numbers of each network: cheap to test
+        self._local_ranges = _ranges(LOCAL_NETWORKS + self._trusted)
+        self._providers = tuple((name, _ranges(nets)) for name, nets in providers)
         self.lookup = functools.lru_cache(maxsize=cache_size)(self._lookup)
         self._country_points: dict[str, list[tuple[float, float]]] | None = None
         self.country_distance = functools.lru_cache(maxsize=4096)(self._country_distance)
@@ -134,29 +130,25 @@ class Geo:
     # --- lookups -------------------------------------------------------------------------
 
     def _lookup(self, ip: str) -> GeoInfo:
-        try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
+        parsed = address_of(ip)
+        if parsed is None:
             return GeoInfo(ip, netblock=ip, valid=False)
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        number = int(address)
-        if address.version == 4:
-            text = str(address)
+        version, number, text = parsed
+        if version == 4:
             netblock = text[: text.rfind(".")] + ".0/24"
         else:
             netblock = str(ipaddress.IPv6Network((number >> 80 << 80, 48)))
-        if any(low <= number <= high for low, high in self._local_ranges[address.version]):
-            return GeoInfo(str(address), netblock=netblock, local=True)
+        if _within(self._local_ranges, version, number):
+            return GeoInfo(text, netblock=netblock, local=True)
         provider = next(
-            (name for name, nets in self._providers if any(address in net for net in nets)), ""
+            (name for name, ranges in self._providers if _within(ranges, version, number)), ""
         )
         fields: dict[str, Any] = {}
-        self._from_mmdb(str(address), fields)
+        self._from_mmdb(text, fields)
         if self._builtin_wanted and ("country" not in fields or "asn" not in fields):
-            self._from_builtin(str(address), fields)
+            self._from_builtin(text, fields)
         return GeoInfo(
-            str(address),
+            text,
             fields.get("country", ""),
             fields.get("asn", ""),
             fields.get("network", ""),
@@ -232,6 +224,44 @@ class Geo:
         if not points_a or not points_b:
             return None
         return min(haversine_km(*pa, *pb) for pa in points_a for pb in points_b)
+
+
+def address_of(ip: str) -> tuple[int, int, str] | None:
+    """(version, number, canonical text) of an address as the log writes it (an IPv4-mapped
+    IPv6 address as its IPv4 address, an IPv6 zone dropped); None when it is not one.
+
+    A dotted quad as :mod:`ipaddress` prints it is read here, a few times faster: most
+    clients are IPv4, and a replay looks up tens of thousands of them.
+    """
+    parts = ip.split(".")
+    if len(parts) == 4 and ip.isascii():
+        number = 0
+        for part in parts:
+            if not part.isdigit() or len(part) > 3 or (part[0] == "0" and part != "0"):
+                break
+            value = int(part)
+            if value > 255:
+                break
+            number = number << 8 | value
+        else:
+            return 4, number, ip
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.version, int(address), str(address)
+
+
+def _ranges(networks: Iterable[IPNetwork]) -> tuple[tuple[int, int, int], ...]:
+    return tuple(
+        (net.version, int(net.network_address), int(net.broadcast_address)) for net in networks
+    )
+
+
+def _within(ranges: tuple[tuple[int, int, int], ...], version: int, number: int) -> bool:
+    return any(v == version and low <= number <= high for v, low, high in ranges)
 
 
 def _load_builtin() -> Any:

@@ -17,6 +17,7 @@ import pytest
 from postwatch.clock import SteppedClock
 from postwatch.config import DetectSettings, Limits, Override, Thresholds
 from postwatch.detect import Alert, Detector, Subject
+from postwatch.detect.wire import pack, unpack
 from postwatch.geo import Geo
 from postwatch.parse.events import (
     DovecotAuthFailure,
@@ -43,7 +44,8 @@ class Traffic:
     def __init__(
         self, settings: DetectSettings | None = None, *, learn: bool = False, forked: bool = False
     ) -> None:
-        self.forked = forked  # fed as the forked detector is: what is not relevant as its time
+        # fed as the forked detector is: what is not relevant as its time, the rest packed
+        self.forked = forked
         self.detector = Detector(
             settings or DetectSettings(hostnames=("mx.example.org",)),
             None,
@@ -58,7 +60,7 @@ class Traffic:
         if self.forked and not self.detector.relevant(item):
             self.detector.tick(item.ts.timestamp())  # type: ignore[attr-defined]
             return []
-        raised = self.detector.feed(item)
+        raised = self.detector.feed(unpack(pack(item)) if self.forked else item)
         self.alerts += raised
         return raised
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
 
 from postwatch.errors import ConfigError
-from postwatch.geo import Geo, haversine_km, load_country_points
+from postwatch.geo import Geo, address_of, haversine_km, load_country_points
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,46 @@ def test_ipv4_mapped_addresses_are_unwrapped(geo: Geo) -> None:
 def test_provider_ranges_are_named(geo: Geo) -> None:
     """Addresses of a rotating provider carry its name."""
     assert geo.lookup("209.85.130.1").provider == "gmail"
+
+
+def test_a_provider_range_names_only_its_own_ip_version() -> None:
+    """A provider's IPv6 range names its IPv6 clients, and never an IPv4 client whose
+    number happens to fall in it."""
+    geo = Geo(
+        providers=[("v6", [ipaddress.ip_network("::/96"), ipaddress.ip_network("2001:4860::/32")])]
+    )
+    assert geo.lookup("2001:4860:4860::8888").provider == "v6"
+    assert geo.lookup("8.8.8.8").provider == ""
+
+
+HOSTILE_ADDRESSES = [
+    "01.2.3.4", "1.2.3.0004", "1.2.3.256", "1.2.3", "1.2.3.4.5", "1..3.4", "+1.2.3.4",
+    "\u0661.2.3.4", " 1.2.3.4", "1.2.3.4 ", "1.2.3.4\n", "1.2.3.4%eth0", "0.0.0.0",
+    "255.255.255.255", "unknown", "",
+]  # fmt: skip
+
+
+def _reference(ip: str) -> tuple[int, int, str] | None:
+    try:
+        address = ipaddress.IPv4Address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    return 4, int(address), str(address)
+
+
+def test_addresses_read_as_the_ipaddress_module_reads_them(corpus: Path) -> None:
+    """Every IPv4 client address of the real corpus, and hostile look-alikes (leading zeros,
+    an Arabic digit, spaces, a zone), read as :mod:`ipaddress` reads them: the same number
+    and text, or not an address (IPv6 is read by :mod:`ipaddress` itself)."""
+    found = re.compile(r"\[([0-9.]+)\]|rip=([0-9.]+)")
+    addresses = set(HOSTILE_ADDRESSES)
+    for path in corpus.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".txt", ""):
+            for match in found.finditer(path.read_text(errors="replace")):
+                addresses.add(match.group(1) or match.group(2))
+    assert len(addresses) > 300
+    for ip in sorted(addresses):
+        assert address_of(ip) == _reference(ip), ip
 
 
 def test_invalid_address_is_marked(geo: Geo) -> None:
