@@ -8,8 +8,9 @@ who only use the webmail (127.0.0.1).  The traveller is made by
 
 Sources of sessions beside the ordinary traffic: a new colleague's first day
 (:class:`FirstDay`), an accounting mailbox's monthly invoice run (:class:`InvoiceRun`), a
-member writing to a stale address list (:class:`StaleList`), and a mailing list manager
-posting through ``sendmail`` (:class:`ListServer`).
+member writing to a stale address list (:class:`StaleList`), a mailing list manager
+posting through ``sendmail`` (:class:`ListServer`), and a mailbox on vacation whose Sieve
+script answers what comes in through ``sendmail`` as the mail uid (:class:`Vacation`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import random
 from collections.abc import Iterator
 
 from bench.dovecot import imap
-from bench.networks import network
+from bench.networks import network, networks, platform_client
 from bench.ordinary import Ordinary, hour_weights
 from bench.population import (
     DAY,
     FIRST_NAMES,
+    FREEMAIL_DOMAINS,
     LAST_NAMES,
     Account,
     Device,
@@ -31,7 +33,7 @@ from bench.population import (
     message_id,
     windows_name,
 )
-from bench.traffic import Action, Outgoing, Server
+from bench.traffic import Action, Endpoint, Outgoing, Server
 
 
 def newsletter_account(population: Population, rng: random.Random) -> Account:
@@ -375,5 +377,62 @@ class ListServer:
                 mail = Outgoing(sender, (member,), int(rng.uniform(4000, 30000)), msgid)
                 server.pickup(at, self.uid, sender, mail)
                 at += rng.uniform(0.05, 0.4)
+
+        return act
+
+
+class Vacation:
+    """A busy mailbox on vacation: its Sieve script answers each sender once, from ``<>``,
+    through ``sendmail`` as the mail uid, while the message is delivered.  300-600 messages
+    come in over the day, about 40% spam with forged senders, half of which do not exist:
+    those notices bounce.  The uid never sent mail before."""
+
+    def __init__(
+        self, server: Server, account: Account, day: int, rng: random.Random, uid: int = 5000
+    ) -> None:
+        self.server = server
+        self.account = account
+        self.day = day
+        self.rng = rng
+        self.uid = uid
+
+    def sessions(self) -> Iterator[tuple[float, Action]]:
+        rng = self.rng
+        start = self.server.start + self.day * DAY
+        count = rng.randint(300, 600)
+        for ts in sorted(start + rng.uniform(0, DAY) for _ in range(count)):
+            yield ts, self._receive(spam=rng.random() < 0.4)
+
+    def _receive(self, *, spam: bool) -> Action:
+        def act(ts: float) -> None:
+            server = self.server
+            rng = server.rng
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            if spam:
+                ip = rng.choice(networks("residential")).address(rng)
+                client = Endpoint(ip, "unknown", "", f"[{ip}]")
+                sender = f"{first}{rng.randint(10, 9999)}@{rng.choice(FREEMAIL_DOMAINS)}"
+                if rng.random() < 0.5:
+                    server.queue.missing.add(sender)  # forged: the notice bounces
+            else:
+                name, ip = platform_client(rng)
+                client = Endpoint(ip, name, "", name)
+                sender = f"{first}.{last}{rng.randint(1, 99)}@gmail.com".lower()
+            domain = sender.partition("@")[2]
+            mail = Outgoing(
+                sender,
+                (self.account.address,),
+                int(rng.lognormvariate(9.5, 1.2)) + 1500,
+                message_id(rng, "roundcube", domain, ts),
+                spam=spam,
+            )
+            (queued,) = server.receive(ts, client, [mail], tls=rng.random() < 0.8)
+            notice = Outgoing(
+                "",
+                (sender,),
+                int(rng.uniform(1200, 2500)),
+                message_id(rng, "thunderbird", self.account.address.partition("@")[2], ts),
+            )
+            server.pickup(queued.active + rng.uniform(0.2, 1.5), self.uid, "", notice)
 
         return act

@@ -13,7 +13,8 @@ new country on day five, usual mail), ``mobile`` (every session from another add
 one carrier), ``office_nat`` (a dozen accounts behind one address), ``webmail`` (users on
 127.0.0.1), ``new_account`` (no history, a busy first day), ``invoice_run`` (300+ invoices
 within the hour, once in the history too), ``stale_list`` (one message to an old list: a
-burst of bounces) and ``list_server`` (a list manager through ``sendmail``, 1,000+ a day).
+burst of bounces), ``list_server`` (a list manager through ``sendmail``, 1,000+ a day) and
+``vacation`` (a Sieve vacation notice, from ``<>`` through ``sendmail``, to each sender).
 
 Logs are RFC 3339 in UTC with microseconds, so golden times are exact strings of the log.
 They are too large to commit: :func:`build_scenario` writes ``<case>.log`` and
@@ -62,6 +63,7 @@ LOOKALIKES = (
     "invoice_run",
     "stale_list",
     "list_server",
+    "vacation",
 )
 BURSTS = ("burst", "webmail_spam", "home_proxy")  # hundreds an hour: stopped within 10
 CASES = ABUSIVE + LOOKALIKES
@@ -118,6 +120,10 @@ NOTES = {
     "them as unknown users, some accept everything).",
     "list_server": "A mailing list manager posting through sendmail as its own uid: a few "
     "lists, one message per subscriber, 1,000+ messages a day, every day.",
+    "vacation": "A busy mailbox on vacation on day five: its Sieve script answers 300-600 "
+    "senders, each once, from <> through sendmail as the mail uid (which never sent before), "
+    "as their mail is delivered; about 40% is spam with forged senders and half of those "
+    "notices bounce.",
 }
 
 
@@ -305,6 +311,11 @@ def _lookalike_sources(
         lists = lookalikes.ListServer(server, population, rng)
         harmless += [str(lists.uid), lists.domain]
         return [lists.sessions()]
+    if case == "vacation":
+        away = abuse.pick_victim(population, rng)
+        notices = lookalikes.Vacation(server, away, day, rng)
+        harmless += [away.address, str(notices.uid)]
+        return [notices.sessions()]
     return []
 
 

@@ -533,6 +533,73 @@ def test_a_sieve_redirect_of_received_spam_is_not_the_mail_uids_doing(forked: bo
     assert ("uid", "5000") in _forwarding_mailbox(reused, [ids[0]] * 40, forked=forked)
 
 
+def _written(traffic: Traffic, start: datetime, index: int, written: bool) -> tuple[datetime, str]:
+    """The ``index``-th minute of a vacation from ``start`` + 9 h, and a stranger's address;
+    with ``written``, the stranger's mail to alice comes in then, the sender's letters in
+    capitals but every fourth time (``Writer1@Yahoo.Com``)."""
+    when = start + timedelta(hours=9, seconds=60 * index)
+    sender = f"writer{index}@{FREEMAIL[index % len(FREEMAIL)]}"
+    if written:
+        envelope = sender.title() if index % 4 else sender
+        traffic.message(when, "", ("mail.example.net", "192.0.2.80"), ["alice@example.org"], sender=envelope, message_id=f"{index}@writer.example")  # fmt: skip
+    return when, sender
+
+
+def _vacation(answered: bool, sender: str, *, forked: bool) -> set[tuple[str, str]]:
+    """A mailbox on vacation: its Sieve script answers 120 strangers in two hours through
+    sendmail as the mail uid (5000), from ``sender``, a third of the notices bounced.  With
+    ``answered``, each stranger's mail came in a second before its notice; else the notices
+    go to addresses that never wrote here (a script posing as a vacation).  The alerted
+    subjects."""
+    traffic, start = learned()
+    traffic.forked = forked
+    for index in range(120):
+        when, stranger = _written(traffic, start, index, answered)
+        traffic.message(
+            when + timedelta(seconds=1), "", ("", ""), [stranger],
+            uid=5000, sender=sender, message_id=f"dovecot-{index}@mx.example.org",
+            bounced=frozenset({stranger}) if index % 3 == 0 else frozenset(),
+        )  # fmt: skip
+    return {(alert.subject_kind, alert.subject) for alert in traffic.alerts}
+
+
+@pytest.mark.parametrize("forked", [False, True], ids=["one process", "forked detector"])
+@pytest.mark.parametrize("sender", ["", "alice@example.org"], ids=["from <>", "from the mailbox"])
+def test_vacation_notices_answering_mail_received_are_not_the_mail_uids_doing(
+    sender: str, forked: bool
+) -> None:
+    """A notice to the envelope sender of mail received lately (whatever the case of its
+    letters), from <> as Sieve sends it or from the mailbox as autoreply scripts do, scores
+    nothing; the same notices to strangers are a script's spam."""
+    assert _vacation(True, sender, forked=forked) == set()
+    assert ("uid", "5000") in _vacation(False, sender, forked=forked)
+
+
+def test_a_notice_through_a_content_filter_is_judged_at_its_next_hop() -> None:
+    """A local message from <> handed to a content filter is judged where its real outcome
+    is, the filter's next hop (linked by orig_queue_id): answering mail received, it and
+    its next hop score nothing; sent to strangers, it is scored as it leaves."""
+
+    def notices(answered: bool) -> list[Alert]:
+        traffic, start = learned()
+        for index in range(120):
+            when, sender = _written(traffic, start, index, answered)
+            first = Message(host="mx", queue_id=f"F{index:04X}", service="postfix", first_seen=when, last_seen=when, pickup_uid=5000, nrcpt=1, next_queue_id=f"N{index:04X}", message_id=f"dovecot-{index}@mx")  # fmt: skip
+            hop = Message(host="mx", queue_id=f"N{index:04X}", service="postfix", first_seen=when, last_seen=when, client_name="localhost", client_ip="127.0.0.1", pickup_uid=5000, nrcpt=1, orig_queue_id=first.queue_id, message_id=first.message_id)  # fmt: skip
+            filtered = Outcome(sender, "sent", "127.0.0.1[127.0.0.1]:10024", "2.0.0", when, "250 2.0.0 Ok, queued as " + hop.queue_id)  # fmt: skip
+            status, reply = ("bounced", USER_UNKNOWN.format(sender)) if index % 3 == 0 else ("sent", "250 2.0.0 Ok")  # fmt: skip
+            final = Outcome(sender, status, RELAY, "5.1.1" if index % 3 == 0 else "2.0.0", when, reply)  # fmt: skip
+            second = when + timedelta(seconds=1)
+            traffic.feed(Accepted(second, first))
+            traffic.feed(Delivered(second, first, filtered))
+            traffic.feed(Accepted(second, hop))
+            traffic.feed(Delivered(second + timedelta(seconds=1), hop, final))
+        return traffic.alerts
+
+    assert notices(True) == []
+    assert ("uid", "5000") in {(alert.subject_kind, alert.subject) for alert in notices(False)}
+
+
 def test_trusted_uid_is_ignored() -> None:
     """A trusted uid (cron as root) is never scored."""
     traffic = Traffic(DetectSettings(trusted_uids=frozenset({0})), learn=False)
@@ -634,7 +701,14 @@ def test_every_in_memory_map_expires() -> None:
         traffic.imap_login(start, BRAZIL[1], account)
     for index in range(30):
         traffic.sasl_failure(start + timedelta(seconds=index), f"45.148.10.{index}", "x@y.z")
+    received = traffic.message(start, "", ("mail.example.net", "192.0.2.80"), ["alice@example.org"], sender="w@example.net", message_id="1@example.net")  # fmt: skip
+    for queue_id in ("NOTICE1", "NOTICE2"):  # a vacation notice answering it, one pending
+        notice = Message(host="mx", queue_id=queue_id, service="postfix", first_seen=start, last_seen=start, pickup_uid=5000, nrcpt=1)  # fmt: skip
+        traffic.feed(Accepted(start, notice))
+    traffic.feed(Delivered(start, notice, Outcome("w@example.net", "sent", RELAY, "2.0.0", start, "250 2.0.0 Ok")))  # fmt: skip
     detector = traffic.detector
+    assert received == [] and len(detector._senders) and len(detector._automatic)
+    assert len(detector._excused)
     assert len(detector.states) and len(detector.credentials.clients)
     assert len(detector.shared.addresses) == 1
     quiet = start + timedelta(days=2)
@@ -646,6 +720,7 @@ def test_every_in_memory_map_expires() -> None:
     assert len(detector.credentials.accounts) == 0
     assert len(detector.shared.addresses) == 0
     assert len(detector._counted) == 0
+    assert len(detector._senders) == len(detector._automatic) == len(detector._excused) == 0
     assert len(detector.book.boards) == 0
 
 

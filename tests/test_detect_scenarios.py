@@ -115,7 +115,7 @@ def test_lookalikes_raise_no_alert_at_all(
     outcomes: dict[tuple[str, int], Outcome], case: str
 ) -> None:
     """Newsletter, traveller, mobile, office NAT, webmail, a new account, an invoice run, a
-    stale list and a list server: not one alert, any day."""
+    stale list, a list server and vacation notices: not one alert, any day."""
     outcome = outcomes[(case, 1)]
     assert outcome.golden["lookalikes"]
     assert [(a.subject_kind, a.subject, a.severity) for a in outcome.alerts] == []

@@ -10,6 +10,12 @@ findings per subject and turns scores into incidents and alerts.
     SaslFailure, Dovecot failures --> brute force, login attempts   (ip, account)
     Reject "Relay access denied" --> relay probing            (ip)
 
+Mail a local uid sends on behalf of mail received is not the uid's doing: a Sieve redirect
+or a ``.forward`` (a copy of a message received lately, the same Message-ID), and an
+automatic reply (a vacation notice: one recipient, the envelope sender of a message
+received lately; a local message to one recipient is judged at its first outcome, where
+its recipient shows).
+
 Time is log time: the detector never reads the wall clock.  In learning mode it updates
 baselines, known origins and known recipients, and raises nothing.  With a store it loads
 profiles and open incidents once, and writes what changed every ``flush_interval`` seconds
@@ -61,6 +67,7 @@ COUNTED_TTL = 6 * 3600.0  # a recipient's first outcome is known within hours
 FORWARD_SPAN = 900.0  # a Sieve redirect or a .forward re-sends a received message at once
 FORWARDS_PER_RECIPIENT = 4  # copies one received message may excuse, per recipient ...
 MAX_FORWARDS = 100  # ... and at most this many in all
+REPLY_SPAN = 3600.0  # a vacation notice goes out as the mail it answers is delivered
 PROFILE_TTL = 400 * 86400.0
 
 
@@ -113,7 +120,12 @@ class Detector:
         self._counted: Recent[tuple[str, str, str], bool] = Recent(COUNTED_TTL)
         # (host, Message-ID) of mail received lately -> forwards it may still excuse
         self._received: Recent[tuple[str, str], int] = Recent(FORWARD_SPAN)
-        self._forwards: Recent[tuple[str, str], bool] = Recent(COUNTED_TTL)  # (host, queue ID)
+        # (host, envelope sender) of mail received lately: who an automatic reply may answer
+        self._senders: Recent[tuple[str, str], bool] = Recent(REPLY_SPAN)
+        # (host, queue ID) of a local message to one recipient -> it, until its first outcome
+        self._automatic: Recent[tuple[str, str], Message] = Recent(COUNTED_TTL)
+        # (host, queue ID) of local mail sent on behalf of mail received: forwards, replies
+        self._excused: Recent[tuple[str, str], bool] = Recent(COUNTED_TTL)
         self.rules = SubjectRules(settings)
         self._allowed = self.rules.allowed
         self._ip_allowed = self.rules.ip_allowed
@@ -161,9 +173,10 @@ class Detector:
     def relevant(self, item: object) -> bool:
         """Whether :meth:`feed` may do more with ``item`` than let log time pass: a message
         without a login or a uid (and, accepted, without a Message-ID a forward may carry
-        again) and a session without a login only move the clock, and a caller that skips
-        them calls :meth:`tick` with their time instead.  Cheap, for the caller asks it of
-        every record: true is no promise that ``feed`` will use the item."""
+        again: only then is its sender one a reply may answer) and a session without a
+        login only move the clock, and a caller that skips them calls :meth:`tick` with
+        their time instead.  Cheap, for the caller asks it of every record: true is no
+        promise that ``feed`` will use the item."""
         kind = type(item)
         if kind is Accepted:
             message: Message = item.message  # type: ignore[attr-defined]
@@ -225,7 +238,7 @@ class Detector:
         return state
 
     def _subjects(self, message: Message) -> tuple[Subject, ...]:
-        if message.pickup_uid is not None and (message.host, message.queue_id) in self._forwards:
+        if message.pickup_uid is not None and _origin(message) in self._excused:
             return ()
         return self.rules.subjects(message)
 
@@ -242,7 +255,7 @@ class Detector:
         if not left:
             return False
         self._received.put(key, left - 1)
-        self._forwards.put((message.host, message.queue_id), True)
+        self._excused.put((message.host, message.queue_id), True)
         return True
 
     # --- handlers ------------------------------------------------------------------------
@@ -255,8 +268,17 @@ class Detector:
             if message.message_id:
                 copies = min(FORWARDS_PER_RECIPIENT * (message.nrcpt or 1), MAX_FORWARDS)
                 self._received.put((message.host, message.message_id), copies)
+                if message.sender:
+                    self._senders.put((message.host, message.sender.lower()[:320]), True)
         elif self._is_forward(message):
             return []
+        elif message.nrcpt == 1:
+            self._automatic.put((message.host, message.queue_id), message)
+            return []
+        return self._on_message(message, now)
+
+    def _on_message(self, message: Message, now: float) -> list[Finding]:
+        """Score a message on its sending subjects."""
         out: list[Finding] = []
         learning = self.learning
         for subject in self._subjects(message):
@@ -317,14 +339,22 @@ class Detector:
         message, outcome = item.message, item.outcome
         if message.rejected or is_filter_hop(message, outcome):
             return []
+        out: list[Finding] = []
+        if message.pickup_uid is not None:
+            origin = _origin(message)
+            automatic = self._automatic.pop(origin)
+            if automatic is not None:
+                if (message.host, outcome.recipient.lower()[:320]) in self._senders:
+                    self._excused.put(origin, True)  # an automatic reply
+                    return []
+                out = self._on_message(automatic, now)
         subjects = self._subjects(message)
         if not subjects:
-            return []
+            return out
         key = (message.host, message.queue_id, outcome.recipient)
         if key in self._counted:
-            return []  # only the first outcome of each recipient counts
+            return out  # only the first outcome of each recipient counts
         self._counted.put(key, True)
-        out: list[Finding] = []
         learning = self.learning
         for subject in subjects:
             state = self.state(subject, now)
@@ -518,7 +548,9 @@ class Detector:
         self._logins.expire(now)
         self._counted.expire(now)
         self._received.expire(now)
-        self._forwards.expire(now)
+        self._senders.expire(now)
+        self._automatic.expire(now)
+        self._excused.expire(now)
         self.book.expire(now)
         self.profiles.expire(now)
         if now >= self._next_commit:
@@ -574,6 +606,11 @@ def _host_of(item: object) -> str:
     if isinstance(item, SessionEnded):
         return item.session.host
     return item.line.host  # type: ignore[attr-defined]  # parse events carry their line
+
+
+def _origin(message: Message) -> tuple[str, str]:
+    """(host, queue ID) of the message as it entered: a filter's next hop names its first."""
+    return message.host, message.orig_queue_id or message.queue_id
 
 
 def _queue_ids(evidence: dict[str, Any], samples: Iterable[tuple[str, str]], host: str) -> None:

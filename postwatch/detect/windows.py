@@ -259,6 +259,12 @@ class Recent(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         self._newer[key] = value
 
+    def pop(self, key: K) -> V | None:
+        """The value of ``key`` (None if unknown), forgotten."""
+        value = self._newer.pop(key, None)
+        older = self._older.pop(key, None)
+        return older if value is None else value
+
     def expire(self, now: float) -> None:
         if now >= self._rotate_at:
             if now < self._rotate_at + self.span:
