@@ -128,6 +128,25 @@ def assert_stopped(
     return alert
 
 
+def notified(system: MailSystem, postwatch: Postwatch, count: int = 1) -> list[dict[str, Any]]:
+    """The notifications received, once there are ``count``; on a timeout, what postwatch
+    said and journaled about them."""
+    try:
+        wait_for(
+            lambda: len(system.receiver.notifications) >= count,
+            timeout=30.0,
+            what=f"{count} notification(s)",
+        )
+    except AssertionError as exc:
+        tried = [
+            (e["state"], e["result"])
+            for e in journaled(postwatch, VICTIM)
+            if e["action"] == "notify"
+        ]
+        raise AssertionError(f"{exc}; journal: {tried}; stderr: {postwatch.errors()}") from None
+    return system.receiver.notifications
+
+
 def journaled(postwatch: Postwatch, subject: str) -> list[dict[str, Any]]:
     """``postwatch actions --subject S --json``: the journal's entries, oldest first."""
     listed = postwatch.cli("actions", "--subject", subject, "--json")
@@ -159,9 +178,8 @@ def test_stolen_password_burst_is_stopped_and_undone(
     signals = {reason["signal"] for reason in alert["reasons"]}
     assert "bogus_helo" in signals  # the botnet's random HELO names
     # Exactly one notification, naming the account and why.
-    wait_for(lambda: system.receiver.notifications, what="the notification")
+    notice = notified(system, postwatch)[0]
     assert len(system.receiver.notifications) == 1
-    notice = system.receiver.notifications[0]
     assert "critical" in notice["title"] and VICTIM in notice["title"]
     assert all(signal in notice["message"] for signal in signals)
     # fail2ban bans the attacker's machines, and never the user's own home address.
@@ -187,7 +205,7 @@ def test_stolen_password_burst_is_stopped_and_undone(
     )
     wait_for(lambda: not system.queue(), what="an empty queue")
     # The unlock is announced too, and nothing else was sent.
-    wait_for(lambda: len(system.receiver.notifications) >= 2, what="the unlock notice")
+    notified(system, postwatch, 2)  # the unlock notice
     assert postwatch.stop() == 0, postwatch.errors()
     titles = [notice["title"] for notice in system.receiver.notifications]
     assert len(titles) == 2 and f"{VICTIM} unlocked" in titles[1], titles
@@ -260,7 +278,7 @@ def test_kill_9_mid_burst_still_locks_once(
         "lock:dovecot",
         "lock:postfix-map",
     ]
-    wait_for(lambda: system.receiver.notifications, what="the notification")
+    notified(system, postwatch)
     assert postwatch.stop() == 0, postwatch.errors()
     assert len(system.receiver.notifications) == 1
 
@@ -312,7 +330,7 @@ def test_postgresql_store_gives_the_same_outcome(
     assert postwatch.alerts() == []
     burst = attack(system, VICTIM, rng, messages=MAX_SPAM)
     assert_stopped(system, postwatch, list(burst.accepted), burst.refused)
-    wait_for(lambda: system.receiver.notifications, what="the notification")
+    notified(system, postwatch)
     assert {"lock:postfix-map", "lock:dovecot", "hold"} <= set(actions_done(postwatch, VICTIM))
     assert postwatch.stop() == 0, postwatch.errors()
     assert len(system.receiver.notifications) == 1

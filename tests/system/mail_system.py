@@ -216,6 +216,7 @@ critical = ["notify", "lock", "hold", "ban"]
 
 [actions.notify]
 urls = [{json.dumps(self.receiver.url)}]
+retry = ["1s", "2s", "5s"]  # a post the receiver missed is sent again within a test's wait
 
 [actions.postfix_map]
 path = {json.dumps(str(self.lock_map))}
