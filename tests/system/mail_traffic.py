@@ -80,7 +80,8 @@ def submit(
         "Hello,\r\nplease see the attached document.\r\n"
     )
     started = time.monotonic()
-    with _Proxied(client.ip) if proxied else smtplib.SMTP(timeout=30) as smtp:
+    smtp = _Proxied(client.ip) if proxied else smtplib.SMTP(timeout=30)
+    try:
         smtp.connect("127.0.0.1", port)
         if not proxied:
             smtp.ehlo("localhost")
@@ -107,9 +108,20 @@ def submit(
         code, reply = smtp.data(body.encode())
         if code >= 400:
             return _refused("data", code, reply, started)
+    finally:
+        _quit(smtp)
     text = reply.decode("utf-8", "replace")
     queue_id = text.rpartition("queued as ")[2].strip()
     return Attempt(True, "", code, text, queue_id, started, time.monotonic())
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT, whatever comes back: a session kicked meanwhile answers 421 or is gone, and
+    its attempt has had its answer already."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 class _Proxied(smtplib.SMTP):
