@@ -80,7 +80,11 @@ class World:
             can_hold=True,
             can_ban=True,
         )
-        self.runner = ActionRunner(
+        self.dry_run = dry_run
+        self.runner = self._runner()
+
+    def _runner(self) -> ActionRunner:
+        return ActionRunner(
             policy=self.policy,
             journal=self.journal,
             clock=self.clock,
@@ -88,8 +92,14 @@ class World:
             hold=self.hold,
             ban_log=self.ban_log,
             notifier=self.notifier,
-            dry_run=dry_run,
+            dry_run=self.dry_run,
         )
+
+    def restart(self) -> None:
+        """A new process: the same journal and backends, a notifier that has told nothing."""
+        self.notifier = Notifier(self.sender, clock=self.clock)
+        self.runner = self._runner()
+        self.runner.recover()
 
     def states(self) -> list[tuple[str, str, str]]:
         return [(e.action, e.subject, e.state) for e in reversed(self.journal.entries())]
@@ -268,6 +278,53 @@ def test_from_alert_reads_the_detector_alert() -> None:
 
 
 # --- recovery -----------------------------------------------------------------------------
+
+
+def test_an_alert_raised_again_after_a_restart_is_acted_on_once(world: World) -> None:
+    """A restart reads on from the last commit, so an alert raised after it is raised
+    again: the new process finds its steps in the journal and runs none of them twice."""
+    world.runner.handle(request())
+    world.clock.step(5)
+    world.restart()
+    outcomes = world.runner.handle(request())
+    assert world.maps.calls == [("lock", "alice@example.com")] == world.dovecot.calls
+    assert len(world.hold.calls) == 1 and len(list(world.ban_log.records())) == 1
+    assert len(world.sender.sent) == 1
+    assert len(world.journal.entries()) == 6  # nothing journaled again
+    assert [(o.action, o.state) for o in outcomes] == [
+        ("lock:postfix-map", "done"),
+        ("lock:dovecot", "done"),
+        ("hold", "done"),
+        ("ban", "done"),
+        ("notify", "done"),
+    ]
+
+
+def test_an_alert_cut_short_by_a_crash_does_the_rest_when_raised_again(world: World) -> None:
+    """Killed after its first lock, the alert raised again runs only the steps it had not
+    reached, and the message tells what was done before the crash too."""
+    entry = world.journal.start(
+        action="lock:postfix-map",
+        subject="alice@example.com",
+        incident="12",
+        actor="postwatch",
+        reason="critical (score 130): volume",
+    )
+    world.journal.finish(entry, "done", "alice@example.com added to hash:/etc/postfix/x")
+    world.restart()
+    world.runner.handle(request())
+    assert world.maps.calls == [] and world.dovecot.calls == [("lock", "alice@example.com")]
+    assert len(world.hold.calls) == 1 and len(list(world.ban_log.records())) == 1
+    [(_target, _title, body, _severity)] = world.sender.sent
+    assert 'lock:postfix-map "alice@example.com": done - alice@example.com added' in body
+
+
+def test_an_escalation_of_the_same_incident_is_acted_on(world: World) -> None:
+    """Warning then critical: another alert of the incident, not the same one again."""
+    world.runner.handle(request(severity="warning"))
+    world.runner.handle(request())
+    assert world.maps.calls == [("lock", "alice@example.com")]
+    assert [severity for *_rest, severity in world.sender.sent] == ["warning", "critical"]
 
 
 def test_interrupted_lock_is_finished_once_at_the_next_start(world: World) -> None:

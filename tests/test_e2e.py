@@ -252,11 +252,12 @@ def test_a_stolen_password_used_through_dovecots_submission_is_stopped(
 def test_kill_9_mid_burst_still_locks_once(
     system: MailSystem, watch: Callable[..., Postwatch]
 ) -> None:
-    """postwatch killed with SIGKILL in the middle of a burst and restarted raises the
-    incident once and locks the account once.
+    """postwatch killed with SIGKILL in the middle of a burst and restarted sees one
+    incident, locks the account once and tells the admin once.
 
     The kill lands after the first alert; whether the lock came before it or comes after
-    the restart, it comes once."""
+    the restart, it comes once.  An alert raised after the last commit is printed again
+    after the restart (alerts are at least once); its actions are not run again."""
     rng = random.Random(2)
     postwatch = watch()
     ordinary_history(system, rng)
@@ -271,7 +272,7 @@ def test_kill_9_mid_burst_still_locks_once(
     spam = [attempt for burst in bursts for attempt in burst.accepted]
     assert_stopped(system, postwatch, spam, bursts[-1].refused)
     alerts = postwatch.alerts()
-    assert [alert["severity"] for alert in alerts].count("critical") == 1
+    assert "critical" in {alert["severity"] for alert in alerts}
     assert len({alert["incident"] for alert in alerts}) == 1
     assert system.lock_map.read_text().count(VICTIM) == 1
     assert sorted(a for a in actions_done(postwatch, VICTIM) if a.startswith("lock:")) == [

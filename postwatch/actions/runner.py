@@ -9,7 +9,9 @@ is already locked, a hold skips held messages, a ban line is de-duplicated), so
 :meth:`ActionRunner.recover` can simply run again what the journal shows as interrupted.
 A notification interrupted between "started" and "done" is sent again: it may arrive twice,
 it is never lost.  An interrupted automatic lock of an account that has since been
-allowlisted is rolled back instead.
+allowlisted is rolled back instead.  An alert raised again after a restart (the watch
+loop's alerts are at least once) finds in the journal what it already had done, and does
+only the rest.
 
 A lock stops new sessions, not one already past RCPT when the map changed: its message is
 queued a moment after the hold looked.  So an automatic hold of a locked account looks
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 AUTOMATIC = "postwatch"
 HOLD_SWEEPS = (2.0, 30.0)
 """Seconds after an automatic lock and hold when the account's queue is looked at again."""
+REPEATED_WITHIN = timedelta(days=1)
+"""How long the journal is searched for what an alert raised again already had done."""
 
 
 class Sweep(NamedTuple):
@@ -95,20 +99,43 @@ class ActionRunner:
         """Decide and run the steps an alert deserves, then notify with what was done."""
         decision = self.policy.decide(request, locks_last_hour=self.recent_locks())
         why = _reason(request)
+        earlier = self._earlier(request.incident, why)
         outcomes = [
             self._skip(action, request.subject, request.incident, why, because)
             for action, because in decision.refused
+            if (action, request.subject) not in earlier
         ]
         done = [
-            self._run(step, incident=request.incident, reason=why, actor=AUTOMATIC)
+            earlier.get((step.action, step.subject))
+            or self._run(step, incident=request.incident, reason=why, actor=AUTOMATIC)
             for step in decision.steps
         ]
         if decision.wants_notify and self.notifier is not None:
-            notice = incident_notice(request, done, decision.refused, dry_run=self.dry_run)
-            done.append(self.notify(notice, request.subject, request.incident, why, AUTOMATIC))
+            told = earlier.get(("notify", request.subject))
+            if told is None:
+                notice = incident_notice(request, done, decision.refused, dry_run=self.dry_run)
+                told = self.notify(notice, request.subject, request.incident, why, AUTOMATIC)
+            done.append(told)
         self._plan_sweeps(decision.steps, done, request.incident, why)
         self.tick()
         return outcomes + done
+
+    def _earlier(self, incident: str, reason: str) -> dict[tuple[str, str], Outcome]:
+        """What this very alert (its incident, severity, score and signals) already had done,
+        by (action, subject), but for what failed: an alert raised after the last commit is
+        raised again when a restart reads on from that commit, and is not acted on twice."""
+        if not incident:
+            return {}
+        return {
+            (entry.action, entry.subject): Outcome(
+                entry.action, entry.subject, entry.state, entry.result, entry.id
+            )
+            for entry in self.journal.entries(since=self.clock.now() - REPEATED_WITHIN)
+            if entry.incident == incident
+            and entry.reason == reason
+            and entry.actor == AUTOMATIC
+            and entry.state != "failed"
+        }
 
     def _plan_sweeps(
         self, steps: Sequence[Step], done: Sequence[Outcome], incident: str, reason: str
