@@ -30,6 +30,7 @@ from collections import deque
 
 from postwatch.detect.alerts import Finding, Subject
 from postwatch.detect.state import SubjectState, due
+from postwatch.detect.subjects import folded
 from postwatch.detect.windows import Distinct, ExpiringMap, Windows
 
 SPAN = 3600.0
@@ -133,7 +134,7 @@ class CredentialSignal:
     ) -> None:
         """``attempts`` failed logins from ``ip`` for ``username`` (may be empty) via
         ``source`` (an index into ``SOURCES``)."""
-        user = username.lower()[:320]
+        user = folded(username)
         for table, key in ((self.clients, ip), (self.networks, netblock)):
             state = table.touch(key, now, ClientFailures)
             state.add_failure(now, user, source, attempts)

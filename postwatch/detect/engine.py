@@ -42,7 +42,7 @@ from postwatch.detect.recipients import RecipientSignal
 from postwatch.detect.senders import SenderSignal
 from postwatch.detect.shared import SharedLoginSignal
 from postwatch.detect.state import HourlyVolumes, SubjectState
-from postwatch.detect.subjects import SubjectRules, account
+from postwatch.detect.subjects import SubjectRules, account, folded
 from postwatch.detect.volume import VolumeSignal
 from postwatch.detect.windows import ExpiringMap, Recent
 from postwatch.geo import Geo, GeoInfo
@@ -269,7 +269,7 @@ class Detector:
                 copies = min(FORWARDS_PER_RECIPIENT * (message.nrcpt or 1), MAX_FORWARDS)
                 self._received.put((message.host, message.message_id), copies)
                 if message.sender:
-                    self._senders.put((message.host, message.sender.lower()[:320]), True)
+                    self._senders.put((message.host, folded(message.sender)), True)
         elif self._is_forward(message):
             return []
         elif message.nrcpt == 1:
@@ -344,7 +344,7 @@ class Detector:
             origin = _origin(message)
             automatic = self._automatic.pop(origin)
             if automatic is not None:
-                if (message.host, outcome.recipient.lower()[:320]) in self._senders:
+                if (message.host, folded(outcome.recipient)) in self._senders:
                     self._excused.put(origin, True)  # an automatic reply
                     return []
                 out = self._on_message(automatic, now)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from postwatch.detect.alerts import Finding
 from postwatch.detect.state import SubjectState
+from postwatch.detect.subjects import MAX_ADDRESS, folded
 from postwatch.detect.windows import Distinct, Windows
 from postwatch.errors import ConfigError
 
@@ -111,7 +112,7 @@ class SenderSignal:
         windows = state.senders
         if windows is None:
             windows = state.senders = SenderWindows()
-        windows.mismatched.add(now, address[:320])
+        windows.mismatched.add(now, address[:MAX_ADDRESS])
         count = len(windows.mismatched)
         points = 30 if count >= 10 else 20 if count >= 3 else 10
         if state.due("sender_mismatch", points, now):
@@ -129,7 +130,7 @@ class SenderSignal:
         self, now: float, state: SubjectState, sender: str, messages: int, out: list[Finding]
     ) -> None:
         """One message of a uid from ``sender``; ``messages``: the uid's messages in 1 h."""
-        address = sender.lower()[:320]
+        address = folded(sender)
         if not address:
             return
         windows = state.senders

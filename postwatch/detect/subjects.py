@@ -18,11 +18,18 @@ from postwatch.detect.profiles import Profile
 from postwatch.detect.state import SubjectState
 from postwatch.records import Message
 
+MAX_ADDRESS = 320  # characters: an address or login (attacker text) is kept to this
+
+
+def folded(address: str) -> str:
+    """An address or login name as the engine compares and keeps it: lower-cased, bounded."""
+    return address.lower()[:MAX_ADDRESS]
+
 
 @functools.lru_cache(maxsize=65536)
 def account(name: str) -> Subject:
     """The subject of a login name (trimmed, lower-cased, bounded; attacker text)."""
-    return Subject("account", name.strip().lower()[:320])
+    return Subject("account", folded(name.strip()))
 
 
 @functools.lru_cache(maxsize=4096)
