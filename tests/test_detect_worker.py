@@ -41,13 +41,15 @@ def replay(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_replay_in_two_processes_prints_the_same_stream(tmp_path: Path) -> None:
     """The demo replay with the detector forked prints byte for byte what one process prints,
-    alerts included, and the detector really ran in the child."""
+    alerts included, and the detector really ran in the child, behind a pipe that holds a few
+    batches (the default 64 KiB held less than one: the replay waited at each send)."""
     program = f"""
+        import fcntl
         import sys
         from datetime import UTC
         from postwatch.clock import SystemClock
         from postwatch.config import load_settings
-        from postwatch.detect.worker import DetectorProcess
+        from postwatch.detect.worker import PIPE_BYTES, DetectorProcess
         from postwatch.pipeline import build_pipeline
         from postwatch.sources.files import read_lines
 
@@ -56,7 +58,12 @@ def test_replay_in_two_processes_prints_the_same_stream(tmp_path: Path) -> None:
             load_settings(None), clock=SystemClock(), use_store=False, processes=2,
             on_alert=alerts.append,
         )
-        assert isinstance(stages.pipeline.detector, DetectorProcess), stages.pipeline.detector
+        detector = stages.pipeline.detector
+        assert isinstance(detector, DetectorProcess), detector
+        with open("/proc/sys/fs/pipe-max-size") as limit:
+            wanted = min(int(limit.read()), PIPE_BYTES)
+        held = fcntl.fcntl(detector._to_child.fileno(), fcntl.F_GETPIPE_SZ)
+        assert held >= wanted, (held, wanted)
         stages.pipeline.run(read_lines([{str(DEMO)!r}], tz=UTC, year=2025))
         stages.close()
         print(len(alerts), sorted({{alert.subject for alert in alerts}}))

@@ -21,6 +21,8 @@ raised again here, and a child that dies unexpectedly is a :class:`DetectError`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import logging
 import os
@@ -40,6 +42,10 @@ from postwatch.errors import PostwatchError
 
 log = logging.getLogger(__name__)
 
+# The pipe to the child holds this much (Linux's unprivileged most; 64 KiB by default, less
+# than one batch): this process reads on while the child works through the last few batches,
+# instead of waiting at each send for the child to take the one before.
+PIPE_BYTES = 1 << 20
 BATCH = 1024  # items per message to the child: big enough that pickling dominates, not IPC
 
 
@@ -64,6 +70,7 @@ def start(detector: Any, store: Any) -> DetectorProcess | None:
         store.engine.dispose()  # no connection may cross the fork
     to_child, inbox = Pipe(duplex=False)[::-1]
     outbox, from_child = Pipe(duplex=False)[::-1]
+    _widen(to_child)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -78,6 +85,12 @@ def start(detector: Any, store: Any) -> DetectorProcess | None:
     inbox.close()
     outbox.close()
     return DetectorProcess(pid, to_child, from_child, detector.accepts, detector.relevant)
+
+
+def _widen(connection: Connection) -> None:
+    # not on Linux, or under a lower limit, the default size works, only slower
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class DetectorProcess:
