@@ -70,7 +70,8 @@ def start(detector: Any, store: Any) -> DetectorProcess | None:
         store.engine.dispose()  # no connection may cross the fork
     to_child, inbox = Pipe(duplex=False)[::-1]
     outbox, from_child = Pipe(duplex=False)[::-1]
-    _widen(to_child)
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or a lower limit: slower
+        fcntl.fcntl(to_child.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -85,12 +86,6 @@ def start(detector: Any, store: Any) -> DetectorProcess | None:
     inbox.close()
     outbox.close()
     return DetectorProcess(pid, to_child, from_child, detector.accepts, detector.relevant)
-
-
-def _widen(connection: Connection) -> None:
-    # not on Linux, or under a lower limit, the default size works, only slower
-    with contextlib.suppress(AttributeError, OSError):
-        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class DetectorProcess:
