@@ -255,7 +255,7 @@ class Detector:
         if not left:
             return False
         self._received.put(key, left - 1)
-        self._excused.put((message.host, message.queue_id), True)
+        self._excused.put(_origin(message), True)
         return True
 
     # --- handlers ------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class Detector:
         elif self._is_forward(message):
             return []
         elif message.nrcpt == 1:
-            self._automatic.put((message.host, message.queue_id), message)
+            self._automatic.put(_origin(message), message)
             return []
         return self._on_message(message, now)
 
