@@ -14,6 +14,7 @@ from test_detect_engine import BRAZIL, HOME, T0, learned, spam_burst
 from postwatch.clock import SteppedClock
 from postwatch.config import DetectSettings, StoreSettings
 from postwatch.detect import Detector
+from postwatch.detect.profiles import DOMAINS
 from postwatch.errors import StoreError
 from postwatch.geo import Geo
 from postwatch.store import Store, resolve_url
@@ -97,6 +98,7 @@ def test_learned_profiles_survive_a_restart(url: str) -> None:
     alice = profiles["alice@example.org"]
     assert alice.learned
     assert alice.peaks[0] == 1.0 and alice.peaks[2] >= 6.0
+    assert alice.peaks[DOMAINS:] == [1.0, 1.0], "one recipient domain an hour and a day"
     assert alice.known_values("country") == ["DE"]
     assert len(alice.recipients) == 6
     restarted = detector_on(again)

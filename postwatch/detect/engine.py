@@ -96,7 +96,10 @@ class Detector:
             geo, settings.min_history, settings.travel_max_kmh, settings.travel_min_km
         )
         self.recipients = RecipientSignal(
-            settings.freemail_domains, settings.min_history, settings.baseline_half_life
+            settings.freemail_domains,
+            settings.min_history,
+            settings.baseline_factor,
+            settings.baseline_half_life,
         )
         self.delivery = DeliverySignal()
         self.credentials = CredentialSignal(

@@ -3,7 +3,8 @@
 A :class:`Profile` holds, per account (or uid, or sender domain):
 
 - ``peaks``: the busiest count seen per metric and window (messages and recipients over
-  5 min, 1 h, 24 h), decaying with a half-life so the baseline follows slow change;
+  5 min, 1 h, 24 h; distinct recipient domains over 1 h and 24 h), decaying with a
+  half-life so the baseline follows slow change;
 - ``origins``: countries, ASNs, /24 or /48 networks and IPs the account has logged in from,
   and the weak HELO names (``DESKTOP-7F3K2LP``) its mail clients use, with first/last seen,
   count, and whether the origin is *confirmed* (learned, or it survived ``min_history``
@@ -27,10 +28,13 @@ from postwatch.detect.windows import ExpiringMap
 
 METRICS = ("messages", "recipients")
 WINDOW_NAMES = ("5m", "1h", "24h")
-# peaks[metric_index * 3 + window_index]; the last slot is the learned share of recipients
-# never written to before (per clean day), stored as metric "new_share", span "24h"
+# peaks[metric_index * 3 + window_index]; then the learned share of recipients never written
+# to before (per clean day), stored as metric "new_share", span "24h"; then the distinct
+# recipient domains in 1 h and in 24 h, stored as metric "domains"
 NEW_SHARE = len(METRICS) * len(WINDOW_NAMES)
-SLOTS = NEW_SHARE + 1
+DOMAINS = NEW_SHARE + 1
+DOMAIN_SPANS = ("1h", "24h")
+SLOTS = DOMAINS + len(DOMAIN_SPANS)
 TAINT_SPAN = 86400.0  # what first appears within a day of an incident's start is suspect
 MIN_SHARE_SAMPLE = 20
 ORIGIN_KINDS = ("country", "asn", "net", "ip", "provider", "helo")

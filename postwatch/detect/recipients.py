@@ -3,8 +3,10 @@ and how many addresses it never wrote to before.
 
 Counted once per (message, recipient) from delivery records, over 1 h and 24 h:
 
-- ``recipient_domains``: from 10 distinct domains in 1 h (or 40 in 24 h): 10 points, plus
-  10 per doubling, at most 25;
+- ``recipient_domains``: from 10 distinct domains in 1 h (or 40 in 24 h), or the baseline
+  factor times the subject's own learned peak if that is more: 10 points, plus 10 per
+  doubling, at most 25 (a shop or a newsletter writes to a hundred domains a day: that is
+  its normal, learned like its volume);
 - ``freemail``: 70 % or more of at least 20 recipients (50 in 24 h) at freemail domains: 10
   (for a subject with a history of at least 20 known addresses, domains and freemail count
   only recipients it never wrote to before: a list's subscribers, a shop's customers and
@@ -23,7 +25,7 @@ import math
 from collections.abc import Set
 
 from postwatch.detect.alerts import Finding
-from postwatch.detect.profiles import recipient_hash
+from postwatch.detect.profiles import DOMAINS, recipient_hash
 from postwatch.detect.state import SubjectState
 from postwatch.detect.volume import mass_group
 from postwatch.detect.windows import Distinct, Windows
@@ -31,6 +33,7 @@ from postwatch.detect.windows import Distinct, Windows
 SPANS = (3600.0, 86400.0)
 SPAN_NAMES = ("1h", "24h")
 MIN_KNOWN = 20
+HOUR_DOMAINS, DAY_DOMAINS = 10.0, 40.0  # distinct domains any subject may reach unjudged
 
 
 class Spread:
@@ -45,7 +48,7 @@ class Spread:
         self.counts = Windows(SPANS, 4, 60.0)
 
 
-def _spread_points(domains: int, base: int) -> int:
+def _spread_points(domains: int, base: float) -> int:
     if domains < base:
         return 0
     return min(25, 10 + int(10 * math.log2(domains / base)))
@@ -54,9 +57,12 @@ def _spread_points(domains: int, base: int) -> int:
 class RecipientSignal:
     """Judges where a subject's mail goes."""
 
-    def __init__(self, freemail_domains: Set[str], min_history: float, half_life: float) -> None:
+    def __init__(
+        self, freemail_domains: Set[str], min_history: float, factor: float, half_life: float
+    ) -> None:
         self.freemail_domains = freemail_domains
         self.min_history = min_history
+        self.factor = factor
         self.half_life = half_life
 
     def on_recipient(
@@ -68,15 +74,13 @@ class RecipientSignal:
         known_before = len(profile.recipients)
         is_new = profile.see_recipient(recipient_hash(address), now)
         profile.count_recipient(is_new, now)
-        if learning:
-            return
         spread = state.spread
         if spread is None:
             spread = state.spread = Spread()
         history = known_before >= MIN_KNOWN and (
             profile.learned or now - profile.first_seen >= self.min_history  # established
         )
-        judge_novelty = is_new and history
+        judge_novelty = is_new and history and not learning
         usual = 0.0
         if judge_novelty:
             learned = profile.new_share(now, self.half_life)
@@ -90,24 +94,17 @@ class RecipientSignal:
             spread.domains_hour.add(now, domain) | spread.domains_day.add(now, domain)
         )
         counts = spread.counts.add(now, 1, spreads, free, judge_novelty)
+        hour, day = len(spread.domains_hour), len(spread.domains_day)
+        if new_domain:  # the spread only grows with a new domain: so do its peaks
+            profile.observe_counts((hour, day), DOMAINS, now, learning, self.half_life)
         # only what this recipient changed is judged again: a new domain, a freemail
         # address, an address never written to before
-        if not (new_domain or free or judge_novelty):
+        if learning or not (new_domain or free or judge_novelty):
             return
         subject = state.subject
         group = mass_group(state)
-        hour, day = len(spread.domains_hour), len(spread.domains_day)
-        points = max(_spread_points(hour, 10), _spread_points(day, 40)) if new_domain else 0
-        if points and state.due("recipient_domains", points, now, group):
-            out.append(
-                Finding(
-                    subject,
-                    "recipient_domains",
-                    points,
-                    f"{hour} recipient domains in 1h, {day} in 24h",
-                    family=group,
-                )
-            )
+        if new_domain:
+            self._spread(now, state, hour, day, group, out)
         for index, minimum in ((0, 20), (1, 50)) if free else ():
             _, judged, freemail, _ = counts[index]
             if judged >= minimum and freemail >= 0.7 * judged:
@@ -140,6 +137,28 @@ class RecipientSignal:
                         )
                     )
                 break
+
+    def _spread(
+        self, now: float, state: SubjectState, hour: int, day: int, group: str, out: list[Finding]
+    ) -> None:
+        profile = state.profile
+        hourly = profile.peak(DOMAINS, now, self.half_life)
+        daily = profile.peak(DOMAINS + 1, now, self.half_life)
+        points = max(
+            _spread_points(hour, max(HOUR_DOMAINS, self.factor * hourly)),
+            _spread_points(day, max(DAY_DOMAINS, self.factor * daily)),
+        )
+        if points and state.due("recipient_domains", points, now, group):
+            basis = f" (usual {hourly:.0f} and {daily:.0f})" if hourly or daily else ""
+            out.append(
+                Finding(
+                    state.subject,
+                    "recipient_domains",
+                    points,
+                    f"{hour} recipient domains in 1h, {day} in 24h{basis}",
+                    family=group,
+                )
+            )
 
     @staticmethod
     def totals(state: SubjectState, now: float) -> dict[str, int]:

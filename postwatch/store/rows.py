@@ -22,6 +22,8 @@ from sqlalchemy import Connection, Table, case, or_, select, tuple_
 from postwatch.detect.alerts import Reason, Subject
 from postwatch.detect.incidents import Incident
 from postwatch.detect.profiles import (
+    DOMAIN_SPANS,
+    DOMAINS,
     METRICS,
     NEW_SHARE,
     RECIPIENT_CAP,
@@ -178,12 +180,16 @@ def read_profiles(
 def slot_name(slot: int) -> tuple[str, str]:
     if slot == NEW_SHARE:
         return "new_share", "24h"
+    if slot >= DOMAINS:
+        return "domains", DOMAIN_SPANS[slot - DOMAINS]
     return METRICS[slot // 3], WINDOW_NAMES[slot % 3]
 
 
 def slot_of(metric: str, span: str) -> int | None:
     if metric == "new_share":
         return NEW_SHARE
+    if metric == "domains":
+        return DOMAINS + DOMAIN_SPANS.index(span) if span in DOMAIN_SPANS else None
     if metric in METRICS and span in WINDOW_NAMES:
         return METRICS.index(metric) * 3 + WINDOW_NAMES.index(span)
     return None
