@@ -48,6 +48,14 @@ def test_private_literal_behind_nat_is_fine(judge: HeloJudge) -> None:
     assert judge.judge("[192.168.1.20]", "193.158.10.20", "mx") is None
 
 
+def test_loopback_literal_is_a_phone_clients_habit(judge: HeloJudge) -> None:
+    """K-9 Mail and Thunderbird for Android say [127.0.0.1] from every network: a weak
+    verdict (5, excused once it is the account's habit), not a forged one."""
+    verdict = judge.judge("[127.0.0.1]", "80.187.100.20", "mx")
+    assert verdict is not None and verdict.points == 5
+    assert "loopback" in verdict.detail
+
+
 def test_public_literal_of_another_address_scores(judge: HeloJudge) -> None:
     """A public address literal that is not the client's own scores 20."""
     verdict = judge.judge("[8.8.8.8]", "193.158.10.20", "mx")

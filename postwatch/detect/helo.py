@@ -8,11 +8,14 @@ evidence, never parsed for anything else.  Verdicts, strongest first:
 - random-looking (``EHZDDZCUEY0FN7B75U0HKZOH1JP2P2UI``): 30;
 - an address literal of a public address that is not the client's: 20 (a private
   literal such as ``[192.168.1.20]`` is a client behind NAT and fine);
-- not a fully qualified name (``DESKTOP-7F3K2LP`` from Outlook is common): 5.
+- not a fully qualified name (``DESKTOP-7F3K2LP`` from Outlook is common): 5;
+- the loopback literal ``[127.0.0.1]`` from outside: 5 (K-9 Mail, Thunderbird for Android
+  before mid-2025 and Delta Chat say it from every phone).
 
-That last verdict is *weak*: a desktop's own name is its habit, so the detector excuses a
-weak HELO the account has used for ``min_history`` (see ``profiles``) or that comes from
-one of its confirmed networks.  The others are never a mail client's habit.
+Those last two verdicts are *weak*: a desktop's or a phone's own name is its habit, so the
+detector excuses a weak HELO the account has used for ``min_history`` (see ``profiles``)
+or that comes from one of its confirmed networks.  The others are never a mail client's
+habit.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ class HeloJudge:
         literal = _address_literal(name)
         if literal is not None:
             if literal.is_loopback:
-                return HeloVerdict(20, f"HELO {shown!r} is a loopback address from outside")
+                return HeloVerdict(WEAK, f"HELO {shown!r} is a loopback address from outside")
             if literal.is_private or str(literal) == _normal(client_ip):
                 return None
             return HeloVerdict(20, f"HELO {shown!r} is not the client's address {client_ip}")
